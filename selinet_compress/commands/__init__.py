@@ -1,0 +1,1 @@
+"""CLI commands, one module per stage; heavy libraries are imported inside the functions."""

@@ -1,0 +1,10 @@
+"""Runners: one per target (torch, onnx, tflite), same NCHW float32 inputs, same outputs.
+
+Importing this package registers every runner; heavy runtime libraries are imported only when a
+runner opens a model.
+"""
+
+from selinet_compress.runtimes.base import RUNTIMES, Runner, open_runner, target_for_path
+from selinet_compress.runtimes import torch_runner  # noqa: F401  (registers "torch")
+
+__all__ = ["RUNTIMES", "Runner", "open_runner", "target_for_path"]
