@@ -77,7 +77,9 @@ def read_checkpoint_file(path: str | os.PathLike, trust_pickled_code: bool = Fal
             raise UserError(
                 f"{path} holds a pickled module whose class cannot be imported here: {exc}"
             ) from None
-        raise UserError(f"{path} could not be read as a PyTorch checkpoint: {message.splitlines()[0][:200]}") from None
+        raise UserError(
+            f"{path} could not be read as a PyTorch checkpoint: {message.splitlines()[0][:200]}"
+        ) from None
 
 
 def _looks_like_text(path: Path) -> bool:
@@ -91,8 +93,10 @@ def _looks_like_text(path: Path) -> bool:
 
 
 def _is_state_dict(obj: Any) -> bool:
-    return isinstance(obj, dict) and bool(obj) and all(
-        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()
+    return (
+        isinstance(obj, dict)
+        and bool(obj)
+        and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
     )
 
 
@@ -142,7 +146,7 @@ def strip_prefixes(state_dict: dict[str, torch.Tensor]) -> tuple[dict[str, torch
         changed = False
         for prefix in KNOWN_PREFIXES:
             if all(k.startswith(prefix) for k in state_dict):
-                state_dict = {k[len(prefix):]: v for k, v in state_dict.items()}
+                state_dict = {k[len(prefix) :]: v for k, v in state_dict.items()}
                 stripped.append(prefix)
                 changed = True
     return state_dict, stripped
@@ -172,8 +176,9 @@ def infer_config(state_dict: dict[str, torch.Tensor], base: SeLiNetConfig | None
     return base.replace(**changes)
 
 
-def load_state_dict_checked(module: nn.Module, state_dict: dict[str, torch.Tensor], source: str,
-                            what: str) -> None:
+def load_state_dict_checked(
+    module: nn.Module, state_dict: dict[str, torch.Tensor], source: str, what: str
+) -> None:
     """``load_state_dict(strict=True)`` with a short error naming the first bad keys and a cause."""
     own = module.state_dict()
     missing = [k for k in own if k not in state_dict]
@@ -198,18 +203,29 @@ def load_state_dict_checked(module: nn.Module, state_dict: dict[str, torch.Tenso
 
 def _likely_cause(missing: list[str], unexpected: list[str], wrong_shape: list[str]) -> str:
     roots = {k.split(".")[0] for k in missing + unexpected}
-    if unexpected and any(k.startswith(("features.", "classifier.")) for k in unexpected) and not any(
-        k.startswith(("body.", "fusion.")) for k in unexpected
+    if (
+        unexpected
+        and any(k.startswith(("features.", "classifier.")) for k in unexpected)
+        and not any(k.startswith(("body.", "fusion.")) for k in unexpected)
     ):
-        return ("this is a torchvision MobileNet state_dict, i.e. the weights of one branch; load it "
-                "with `init --body-weights` / `--aesthetics-weights`")
-    if unexpected and not missing and len({k.split(".")[0] for k in unexpected}) == 1 and len(unexpected) > 10:
+        return (
+            "this is a torchvision MobileNet state_dict, i.e. the weights of one branch; load it "
+            "with `init --body-weights` / `--aesthetics-weights`"
+        )
+    if (
+        unexpected
+        and not missing
+        and len({k.split(".")[0] for k in unexpected}) == 1
+        and len(unexpected) > 10
+    ):
         return f"keys carry an extra prefix '{unexpected[0].split('.')[0]}.'"
     if missing and unexpected and len(roots) > 4:
         return "this checkpoint is not a SeLiNet (or uses other module names)"
     if roots <= {"aesthetics", "sentiment_head", "body", "fusion"} and not wrong_shape:
-        return ("the checkpoint was saved with another ablation config (aesthetics branch, "
-                "attention or sentiment head on/off)")
+        return (
+            "the checkpoint was saved with another ablation config (aesthetics branch, "
+            "attention or sentiment head on/off)"
+        )
     if wrong_shape:
         return "another config (number of categories, layer widths or attention size)"
     return "a different model definition"
@@ -236,8 +252,11 @@ def load_model(
         config, source = infer_config(state_dict), "inferred from keys"
     model = SeLiNet(config)
     load_state_dict_checked(model, state_dict, str(path), f"SeLiNet ({config.ablation})")
-    fmt = "selinet-compress" if "selinet-compress checkpoint" in wrapping else (
-        "pickled-module" if any(w.startswith("pickled") for w in wrapping) else "state_dict")
+    fmt = (
+        "selinet-compress"
+        if "selinet-compress checkpoint" in wrapping
+        else ("pickled-module" if any(w.startswith("pickled") for w in wrapping) else "state_dict")
+    )
     info = CheckpointInfo(str(path), fmt, wrapping, source, metadata, path.stat().st_size)
     return model.eval(), info
 
@@ -250,7 +269,7 @@ def save_checkpoint(model: SeLiNet, path: str | os.PathLike, metadata: dict | No
         "config": model.config.to_dict(),
         "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
         "metadata": {
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
             "selinet_compress": __version__,
             "torch": str(torch.__version__),
             **(metadata or {}),
@@ -268,8 +287,9 @@ def save_checkpoint(model: SeLiNet, path: str | os.PathLike, metadata: dict | No
 BRANCH_TRUNKS = {"body": "mobilenet_v3_large", "aesthetics": "mobilenet_v2"}
 
 
-def load_branch_weights(model: SeLiNet, branch: str, path: str | os.PathLike,
-                        trust_pickled_code: bool = False) -> list[str]:
+def load_branch_weights(
+    model: SeLiNet, branch: str, path: str | os.PathLike, trust_pickled_code: bool = False
+) -> list[str]:
     """Load a torchvision ``mobilenet_v3_large`` (body) or ``mobilenet_v2`` (aesthetics) state_dict
     into that branch's trunk. ``classifier.*`` keys are ignored; keys may be bare trunk keys
     (``0.0.weight``), ``features.*`` or a whole SeLiNet branch (``body.features.*``).
@@ -283,12 +303,16 @@ def load_branch_weights(model: SeLiNet, branch: str, path: str | os.PathLike,
     state_dict, _, _, wrapping = unwrap(obj, str(path))
     for prefix in (f"{branch}.features.", "features."):
         if any(k.startswith(prefix) for k in state_dict):
-            state_dict = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+            state_dict = {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
             break
     else:
         state_dict = {k: v for k, v in state_dict.items() if not k.startswith("classifier.")}
-    load_state_dict_checked(target.features, state_dict, str(path),
-                            f"the {branch} trunk (torchvision {BRANCH_TRUNKS[branch]}.features)")
+    load_state_dict_checked(
+        target.features,
+        state_dict,
+        str(path),
+        f"the {branch} trunk (torchvision {BRANCH_TRUNKS[branch]}.features)",
+    )
     return wrapping
 
 

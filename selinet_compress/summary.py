@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 MB = 1e6  # the toolkit's MB is 10^6 bytes, everywhere

@@ -19,17 +19,36 @@ trust_pickled_code_option = click.option(
 def ablation_options(func):
     """Flags of the paper's Table III rows, plus the config knobs a user may change."""
     options = [
-        click.option("--ablation", type=click.Choice(["body", "body+aesthetics",
-                     "body+aesthetics+attention", "full"]), default=None,
-                     help="A row of the paper's Table III (default: full)."),
-        click.option("--aesthetics/--no-aesthetics", "use_aesthetics", default=None,
-                     help="With / without the aesthetics (ReLIC, MobileNetV2) branch."),
-        click.option("--attention/--no-attention", "use_attention", default=None,
-                     help="Attention pooling / global average pooling in the branches."),
-        click.option("--sentiment/--no-sentiment", "use_sentiment", default=None,
-                     help="With / without the sentiment head (and the boost it enables)."),
-        click.option("--dropout", type=click.FloatRange(0.0, 0.99), default=None,
-                     help="Dropout after every fusion / head dense layer."),
+        click.option(
+            "--ablation",
+            type=click.Choice(["body", "body+aesthetics", "body+aesthetics+attention", "full"]),
+            default=None,
+            help="A row of the paper's Table III (default: full).",
+        ),
+        click.option(
+            "--aesthetics/--no-aesthetics",
+            "use_aesthetics",
+            default=None,
+            help="With / without the aesthetics (ReLIC, MobileNetV2) branch.",
+        ),
+        click.option(
+            "--attention/--no-attention",
+            "use_attention",
+            default=None,
+            help="Attention pooling / global average pooling in the branches.",
+        ),
+        click.option(
+            "--sentiment/--no-sentiment",
+            "use_sentiment",
+            default=None,
+            help="With / without the sentiment head (and the boost it enables).",
+        ),
+        click.option(
+            "--dropout",
+            type=click.FloatRange(0.0, 0.99),
+            default=None,
+            help="Dropout after every fusion / head dense layer.",
+        ),
     ]
     for option in reversed(options):
         func = option(func)

@@ -17,14 +17,30 @@ from selinet_compress.commands.common import (
 @click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
 @ablation_options
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random initialisation.")
-@click.option("--body-weights", type=click.Path(path_type=Path), default=None,
-              help="torchvision mobilenet_v3_large state_dict for the body trunk (e.g. ImageNet).")
-@click.option("--aesthetics-weights", type=click.Path(path_type=Path), default=None,
-              help="torchvision mobilenet_v2 state_dict for the aesthetics trunk (e.g. ReLIC).")
+@click.option(
+    "--body-weights",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="torchvision mobilenet_v3_large state_dict for the body trunk (e.g. ImageNet).",
+)
+@click.option(
+    "--aesthetics-weights",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="torchvision mobilenet_v2 state_dict for the aesthetics trunk (e.g. ReLIC).",
+)
 @trust_pickled_code_option
 @click.option("--force", is_flag=True, help="Overwrite OUT if it exists.")
-def init_command(out: Path, seed: int, body_weights: Path | None, aesthetics_weights: Path | None,
-                 trust_pickled_code: bool, force: bool, ablation: str | None, **flags) -> None:
+def init_command(
+    out: Path,
+    seed: int,
+    body_weights: Path | None,
+    aesthetics_weights: Path | None,
+    trust_pickled_code: bool,
+    force: bool,
+    ablation: str | None,
+    **flags,
+) -> None:
     """Write a randomly initialised SeLiNet checkpoint (config + weights) to OUT."""
     from selinet_compress.checkpoint import init_checkpoint
     from selinet_compress.errors import UserError
@@ -32,9 +48,14 @@ def init_command(out: Path, seed: int, body_weights: Path | None, aesthetics_wei
     if out.exists() and not force:
         raise UserError(f"{out} exists; pass --force to overwrite it")
     config = config_from_options(ablation, **flags)
-    path = init_checkpoint(out, config, seed=seed, body_weights=body_weights,
-                           aesthetics_weights=aesthetics_weights,
-                           trust_pickled_code=trust_pickled_code)
+    path = init_checkpoint(
+        out,
+        config,
+        seed=seed,
+        body_weights=body_weights,
+        aesthetics_weights=aesthetics_weights,
+        trust_pickled_code=trust_pickled_code,
+    )
     click.echo(str(path))
 
 

@@ -11,6 +11,7 @@ against 0/1 targets and its post-processing adds sentiment scores before a sigmo
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from dataclasses import dataclass, field
 
 import torch
@@ -144,9 +145,7 @@ class Branch(nn.Module):
         super().__init__()
         self.features = features
         self.pool: nn.Module = (
-            AttentionPool(channels, config.attention_hidden)
-            if config.use_attention
-            else GlobalAveragePool()
+            AttentionPool(channels, config.attention_hidden) if config.use_attention else GlobalAveragePool()
         )
         self.fc = nn.Sequential(nn.Linear(channels, config.branch_dim), nn.ReLU(inplace=True))
 
@@ -156,7 +155,7 @@ class Branch(nn.Module):
 
 def _mlp(dims: list[int], dropout: float) -> nn.Sequential:
     layers: list[nn.Module] = []
-    for d_in, d_out in zip(dims[:-1], dims[1:], strict=True):
+    for d_in, d_out in itertools.pairwise(dims):
         # Dropout is always present (p may be 0) so state_dict keys do not depend on it.
         layers += [nn.Linear(d_in, d_out), nn.ReLU(inplace=True), nn.Dropout(dropout)]
     return nn.Sequential(*layers)
@@ -248,6 +247,7 @@ def build_model(config: SeLiNetConfig | None = None, seed: int | None = None) ->
 
 def parameter_parts(model: SeLiNet) -> dict[str, int]:
     """Parameter counts per part, in the order the paper describes the network."""
+
     def count(*modules: nn.Module | None) -> int:
         return sum(p.numel() for m in modules if m is not None for p in m.parameters())
 

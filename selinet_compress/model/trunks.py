@@ -106,9 +106,7 @@ class InvertedResidualV3(nn.Module):
         act = nn.Hardswish if cfg.hardswish else nn.ReLU
         layers: list[nn.Module] = []
         if cfg.expanded != cfg.in_channels:
-            layers.append(
-                ConvNormActivation(cfg.in_channels, cfg.expanded, 1, activation=act, **_V3_BN)
-            )
+            layers.append(ConvNormActivation(cfg.in_channels, cfg.expanded, 1, activation=act, **_V3_BN))
         layers.append(
             ConvNormActivation(
                 cfg.expanded,
@@ -122,9 +120,7 @@ class InvertedResidualV3(nn.Module):
         )
         if cfg.use_se:
             layers.append(SqueezeExcitation(cfg.expanded, make_divisible(cfg.expanded // 4)))
-        layers.append(
-            ConvNormActivation(cfg.expanded, cfg.out_channels, 1, activation=None, **_V3_BN)
-        )
+        layers.append(ConvNormActivation(cfg.expanded, cfg.out_channels, 1, activation=None, **_V3_BN))
         self.block = nn.Sequential(*layers)
         self.use_res_connect = cfg.stride == 1 and cfg.in_channels == cfg.out_channels
 
@@ -139,20 +135,16 @@ MOBILENET_V2_CHANNELS = 1280
 
 def mobilenet_v3_large_features() -> nn.Sequential:
     """torchvision ``mobilenet_v3_large().features``: N x 3 x H x W -> N x 960 x H/32 x W/32."""
-    layers: list[nn.Module] = [
-        ConvNormActivation(3, 16, 3, 2, activation=nn.Hardswish, **_V3_BN)
-    ]
+    layers: list[nn.Module] = [ConvNormActivation(3, 16, 3, 2, activation=nn.Hardswish, **_V3_BN)]
     layers += [InvertedResidualV3(cfg) for cfg in _V3_LARGE]
-    layers.append(
-        ConvNormActivation(160, MOBILENET_V3_LARGE_CHANNELS, 1, activation=nn.Hardswish, **_V3_BN)
-    )
+    layers.append(ConvNormActivation(160, MOBILENET_V3_LARGE_CHANNELS, 1, activation=nn.Hardswish, **_V3_BN))
     return nn.Sequential(*layers)
 
 
 class InvertedResidualV2(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, stride: int, expand_ratio: int) -> None:
         super().__init__()
-        hidden = int(round(in_channels * expand_ratio))
+        hidden = round(in_channels * expand_ratio)
         layers: list[nn.Module] = []
         if expand_ratio != 1:
             layers.append(ConvNormActivation(in_channels, hidden, 1, activation=nn.ReLU6))
@@ -170,8 +162,15 @@ class InvertedResidualV2(nn.Module):
 
 
 # torchvision's mobilenet_v2 inverted_residual_setting: expansion t, channels c, repeats n, stride s.
-_V2_SETTING = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
-               (6, 160, 3, 2), (6, 320, 1, 1))
+_V2_SETTING = (
+    (1, 16, 1, 1),
+    (6, 24, 2, 2),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
+)
 
 
 def mobilenet_v2_features() -> nn.Sequential:
@@ -180,9 +179,7 @@ def mobilenet_v2_features() -> nn.Sequential:
     in_channels = 32
     for expand_ratio, channels, repeats, stride in _V2_SETTING:
         for i in range(repeats):
-            layers.append(
-                InvertedResidualV2(in_channels, channels, stride if i == 0 else 1, expand_ratio)
-            )
+            layers.append(InvertedResidualV2(in_channels, channels, stride if i == 0 else 1, expand_ratio))
             in_channels = channels
     layers.append(ConvNormActivation(in_channels, MOBILENET_V2_CHANNELS, 1, activation=nn.ReLU6))
     return nn.Sequential(*layers)

@@ -18,8 +18,9 @@ class TorchRunner(Runner):
         self.model = model.eval()
 
     @classmethod
-    def open(cls, path: Path, threads: int | None = None, trust_pickled_code: bool = False,
-             **_: object) -> TorchRunner:
+    def open(
+        cls, path: Path, threads: int | None = None, trust_pickled_code: bool = False, **_: object
+    ) -> TorchRunner:
         import torch
 
         from selinet_compress.checkpoint import load_model
@@ -37,8 +38,10 @@ class TorchRunner(Runner):
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         import torch
 
-        tensors = [torch.from_numpy(np.ascontiguousarray(inputs[name], dtype=np.float32))
-                   for name in self.input_names]
+        tensors = [
+            torch.from_numpy(np.ascontiguousarray(inputs[name], dtype=np.float32))
+            for name in self.input_names
+        ]
         with torch.inference_mode():
             outputs = self.model(*tensors)
         return {name: out.numpy() for name, out in zip(self.model.output_names, outputs, strict=True)}
@@ -46,5 +49,9 @@ class TorchRunner(Runner):
     def describe(self) -> dict:
         import torch
 
-        return {**super().describe(), "runtime": "torch", "version": str(torch.__version__),
-                "torch_threads": torch.get_num_threads()}
+        return {
+            **super().describe(),
+            "runtime": "torch",
+            "version": str(torch.__version__),
+            "torch_threads": torch.get_num_threads(),
+        }
