@@ -11,9 +11,12 @@ command -v "$python" >/dev/null 2>&1 || python=python3
 if [ ! -x "$venv/bin/python" ]; then
   "$python" -m venv "$venv"
 fi
-pip="$venv/bin/python -m pip"
-$pip install --quiet "torch==2.13.0"
-$pip install --quiet -r "$here/requirements/lock.txt"
-$pip install --quiet --no-deps --ignore-requires-python "onnx2tf==2.6.9"
-$pip install --quiet --no-deps --no-build-isolation -e "$here"
+pip() {
+  # this machine's pip config lists optional local indexes; drop pip's noise about absent ones
+  "$venv/bin/python" -m pip "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+}
+pip install --quiet "torch==2.13.0"
+pip install --quiet -r "$here/requirements/lock.txt"
+pip install --quiet --no-deps --ignore-requires-python "onnx2tf==2.6.9"
+pip install --quiet --no-deps --no-build-isolation -e "$here"
 "$venv/bin/selinet-compress" --version

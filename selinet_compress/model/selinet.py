@@ -210,7 +210,9 @@ class SeLiNet(nn.Module):
         return body, torch.zeros(batch_size, 3, cfg.context_size, cfg.context_size)
 
     def reset_parameters(self) -> None:
-        """torchvision's MobileNet initialisation for the trunks; small normals for dense layers."""
+        """torchvision's MobileNet initialisation for the trunks, PyTorch's default for the hidden
+        dense layers, and near-zero output layers so that the first losses are small (the paper's
+        loss is a sum of squares: large initial scores make SGD diverge)."""
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out")
@@ -219,9 +221,10 @@ class SeLiNet(nn.Module):
             elif isinstance(module, nn.BatchNorm2d):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.Linear):
-                nn.init.kaiming_uniform_(module.weight, nonlinearity="relu")
-                nn.init.zeros_(module.bias)
+        for head in (self.emotion_head, self.sentiment_head):
+            if head is not None:
+                nn.init.normal_(head.out.weight, std=0.01)
+                nn.init.zeros_(head.out.bias)
 
     def forward(self, body: Tensor, context: Tensor | None = None) -> tuple[Tensor, ...]:
         features = self.body(body)
