@@ -16,8 +16,10 @@ from selinet_compress import __version__
 
 # command name -> "module:attribute" under selinet_compress.commands
 COMMANDS: dict[str, str] = {
+    "evaluate": "eval_cmds:evaluate_command",
     "init": "model_cmds:init_command",
     "inspect": "model_cmds:inspect_command",
+    "synth": "data_cmds:synth_command",
 }
 
 

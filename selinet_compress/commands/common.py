@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
@@ -74,3 +75,23 @@ def write_json_output(path: str | Path | None, payload: Any) -> None:
         click.echo(json.dumps(payload, indent=2, default=_json_default))
     else:
         write_json_atomic(path, payload)
+
+
+@contextlib.contextmanager
+def one_line_warnings():
+    """Show Python warnings raised inside as single 'warning: ...' lines on stderr (no source
+    line, no file path), each distinct message once."""
+    import warnings
+
+    seen: set[str] = set()
+
+    def show(message, category, filename, lineno, file=None, line=None):  # the showwarning signature
+        text = str(message)
+        if text not in seen:
+            seen.add(text)
+            click.echo(f"warning: {text}", err=True)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = show
+        yield
