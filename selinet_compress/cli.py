@@ -19,6 +19,8 @@ COMMANDS: dict[str, str] = {
     "evaluate": "eval_cmds:evaluate_command",
     "init": "model_cmds:init_command",
     "inspect": "model_cmds:inspect_command",
+    "quantize": "quantize_cmds:quantize_command",
+    "recipes": "quantize_cmds:recipes_command",
     "synth": "data_cmds:synth_command",
 }
 

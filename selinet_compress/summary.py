@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 MB = 1e6  # the toolkit's MB is 10^6 bytes, everywhere
@@ -39,8 +40,27 @@ def summarize_checkpoint(path: str | os.PathLike, trust_pickled_code: bool = Fal
     }
 
 
+# Exported formats: suffix -> "module:function" summarising such a file, and summary kind ->
+# "module:function" rendering it (imported on use, so inspecting a checkpoint loads no ONNX).
+SUMMARIZERS: dict[str, str] = {
+    ".onnx": "selinet_compress.audit.onnx_audit:summarize_onnx",
+}
+FORMATTERS: dict[str, str] = {
+    "onnx": "selinet_compress.audit.onnx_audit:format_onnx_summary",
+}
+
+
+def _load(target: str):
+    import importlib
+
+    module, attribute = target.split(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
 def format_summary(summary: dict[str, Any]) -> str:
     """Human-readable rendering of :func:`summarize_checkpoint`'s result."""
+    if summary.get("kind") in FORMATTERS:
+        return _load(FORMATTERS[summary["kind"]])(summary)
     cfg = summary["config"]
     lines = [
         f"{summary['path']}  ({summary['format']}"
@@ -67,4 +87,7 @@ def format_summary(summary: dict[str, Any]) -> str:
 
 def summarize(path: str | os.PathLike, trust_pickled_code: bool = False) -> dict[str, Any]:
     """Summary of any model file the toolkit knows, chosen by suffix."""
+    suffix = Path(path).suffix.lower()
+    if suffix in SUMMARIZERS:
+        return _load(SUMMARIZERS[suffix])(path)
     return summarize_checkpoint(path, trust_pickled_code)
