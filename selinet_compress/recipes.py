@@ -94,7 +94,7 @@ class Recipe:
     # Printed loudly whenever the recipe is built (a known cost, such as a slow op).
     warning: str = ""
     # Validated target- / scheme-specific sections (see SECTIONS); not a YAML key itself.
-    sections: Mapping[str, Any] = field(default_factory=dict)
+    sections: Mapping[str, Any] = field(default_factory=dict, hash=False)
     # Where the recipe came from ("built-in" or a path); not a YAML key.
     source: str = ""
 

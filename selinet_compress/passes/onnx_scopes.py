@@ -57,6 +57,20 @@ def _known_prefixes(scopes: Iterable[str]) -> set[str]:
     return known
 
 
+def check_modules(modules: Sequence[str], known: Iterable[str]) -> None:
+    """A UserError naming the first of ``modules`` that is not a module path in ``known`` (with a
+    close match, or the top-level modules)."""
+    known = set(known)
+    for module in modules:
+        if module not in known:
+            close = difflib.get_close_matches(module, known, n=1)
+            top_level = sorted(k for k in known if k and "." not in k)
+            hint = (
+                f"; did you mean '{close[0]}'?" if close else f"; top-level modules: {', '.join(top_level)}"
+            )
+            raise UserError(f"keep_float_modules: no module '{module}' in the model{hint}")
+
+
 def resolve_keep_float(
     model: onnx.ModelProto, scopes: dict[str, str], modules: Sequence[str], nodes: Sequence[str]
 ) -> list[str]:
@@ -65,15 +79,7 @@ def resolve_keep_float(
     A module or node name that matches nothing is a UserError (a typo would otherwise silently
     quantize what the user meant to protect)."""
     names = [n.name for n in model.graph.node]
-    known = _known_prefixes(scopes.values())
-    top_level = sorted({k for k in known if "." not in k})
-    for module in modules:
-        if module not in known:
-            close = difflib.get_close_matches(module, known, n=1)
-            hint = (
-                f"; did you mean '{close[0]}'?" if close else f"; top-level modules: {', '.join(top_level)}"
-            )
-            raise UserError(f"keep_float_modules: no module '{module}' in the model{hint}")
+    check_modules(modules, _known_prefixes(scopes.values()))
     missing = [n for n in nodes if n not in names]
     if missing:
         raise UserError(

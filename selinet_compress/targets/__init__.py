@@ -128,6 +128,10 @@ def quantize(
     if artifact.exists() and not force:
         raise UserError(f"{artifact} exists; pass --force to overwrite it")
     model, _info = load_model(checkpoint, trust_pickled_code=trust_pickled_code)
+    if recipe.keep_float_modules:  # a typo fails now, not after the export
+        from selinet_compress.passes.onnx_scopes import check_modules
+
+        check_modules(recipe.keep_float_modules, (name for name, _ in model.named_modules()))
     checkpoint_sha256 = sha256_file(checkpoint)
     notes: list[str] = []
     selection = calibration = None

@@ -90,6 +90,29 @@ class BuildJob:
         self.warnings.append(message)
         print(f"warning: {message}", file=sys.stderr, flush=True)
 
+    def write_artifact(self, target: Target, built: Path, fields: dict[str, Any]) -> Path:
+        """Copy the finished file ``built`` to :attr:`artifact` atomically, then write its sidecar
+        (:meth:`base_record` + the file's hash and size + ``fields`` + the warnings) atomically.
+        The sidecar comes last, so a sidecar always describes a complete artifact."""
+        import shutil
+
+        from selinet_compress.io import atomic_path, sha256_file, sidecar_path, write_json_atomic
+
+        with atomic_path(self.artifact) as tmp:
+            shutil.copyfile(built, tmp)
+        size = self.artifact.stat().st_size
+        record = self.base_record(target)
+        record["artifact"] = {
+            "path": self.artifact.name,
+            "sha256": sha256_file(self.artifact),
+            "size_bytes": size,
+            "size_mb": round(size / 1e6, 4),
+        }
+        record.update(fields)
+        record["warnings"] = list(self.warnings)
+        write_json_atomic(sidecar_path(self.artifact), record)
+        return self.artifact
+
     def base_record(self, target: Target) -> dict[str, Any]:
         """Sidecar fields every target writes: inputs' hashes, recipe, samples, environment."""
         import datetime as dt

@@ -14,7 +14,6 @@ Steps, each a pass in :mod:`selinet_compress.passes` and each recorded in the si
 from __future__ import annotations
 
 import dataclasses
-import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -287,11 +286,9 @@ class OnnxTarget(Target):
 
         from selinet_compress import __version__
         from selinet_compress.audit.onnx_audit import audit_onnx
-        from selinet_compress.io import atomic_path, sha256_file, sidecar_path, write_json_atomic
         from selinet_compress.passes.agreement import output_agreement
         from selinet_compress.passes.onnx_export import config_metadata, set_metadata, strip_node_metadata
         from selinet_compress.passes.onnx_validate import onnx_outputs
-        from selinet_compress.summary import MB
 
         strip_node_metadata(model)
         set_metadata(
@@ -320,18 +317,10 @@ class OnnxTarget(Target):
                     f"{entry['cosine']:.4f} < {floor} on {len(job.check)} check samples"
                 )
         audit = audit_onnx(final, details.get("scopes", scopes))
-        with atomic_path(job.artifact) as tmp:
-            shutil.copyfile(final, tmp)
-        size = job.artifact.stat().st_size
-        record = job.base_record(self)
-        record.update(
+        return job.write_artifact(
+            self,
+            final,
             {
-                "artifact": {
-                    "path": job.artifact.name,
-                    "sha256": sha256_file(job.artifact),
-                    "size_bytes": size,
-                    "size_mb": round(size / MB, 4),
-                },
                 "format": "onnx",
                 "precision": job.recipe.precision,
                 "onnx_options": dataclasses.asdict(options),
@@ -343,8 +332,5 @@ class OnnxTarget(Target):
                 },
                 "agreement_vs_pytorch": {"samples": len(job.check), "outputs": agreement},
                 "audit": audit,
-                "warnings": job.warnings,
-            }
+            },
         )
-        write_json_atomic(sidecar_path(job.artifact), record)
-        return job.artifact
