@@ -196,3 +196,9 @@ def test_two_layouts_in_one_folder_is_ambiguous(cli, base, copy):
 
 def test_bad_scores_path(cli, base):
     assert_one_line_error(evaluate(cli, base, base["arrays"], "--scores", "out.txt"), ".npz")
+
+
+def test_csv_row_without_an_image_name(cli, base, copy):
+    data = copy("csv")
+    rewrite_csv(data / "emotic_pre" / "test.csv", lambda rows: rows[3].__setitem__(2, ""))
+    assert_one_line_error(evaluate(cli, base, data), "test.csv line 4", "Filename")

@@ -63,6 +63,8 @@ def _numbers(value, count: int | None, column: str, where: str) -> tuple[float, 
 
 def parse_row(row: dict[str, str], where: str, person: int) -> Person:
     """One CSV row -> :class:`Person` (strict: a malformed cell is a one-line UserError)."""
+    if not row.get("Folder") or not row.get("Filename"):
+        raise UserError(f"{where}: Folder and Filename must name the image")
     categories = _literal(row["Categorical_Labels"], "Categorical_Labels", where)
     if isinstance(categories, str):
         categories = [categories]
