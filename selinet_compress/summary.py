@@ -44,9 +44,11 @@ def summarize_checkpoint(path: str | os.PathLike, trust_pickled_code: bool = Fal
 # "module:function" rendering it (imported on use, so inspecting a checkpoint loads no ONNX).
 SUMMARIZERS: dict[str, str] = {
     ".onnx": "selinet_compress.audit.onnx_audit:summarize_onnx",
+    ".tflite": "selinet_compress.audit.tflite_audit:summarize_tflite",
 }
 FORMATTERS: dict[str, str] = {
     "onnx": "selinet_compress.audit.onnx_audit:format_onnx_summary",
+    "tflite": "selinet_compress.audit.tflite_audit:format_tflite_summary",
 }
 
 

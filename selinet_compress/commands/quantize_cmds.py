@@ -59,6 +59,12 @@ from selinet_compress.commands.common import trust_pickled_code_option
 )
 @click.option("--force", is_flag=True, help="Overwrite the artifact if it exists.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output on stderr.")
+@click.option(
+    "--converter",
+    type=click.Choice(["onnx2tf", "litert-torch"]),
+    default=None,
+    help="TFLite target only: ONNX -> onnx2tf (default) or PyTorch -> litert-torch (optional extra).",
+)
 @trust_pickled_code_option
 def quantize_command(
     checkpoint: Path,
@@ -71,12 +77,21 @@ def quantize_command(
     check_samples: int,
     force: bool,
     quiet: bool,
+    converter: str | None,
     trust_pickled_code: bool,
 ) -> None:
     """Build CHECKPOINT x recipe on a target (export, calibrate, quantize, check against PyTorch,
     audit) and print the artifact's path."""
     from selinet_compress.targets import quantize
 
+    if converter is not None:
+        from selinet_compress.errors import UserError
+        from selinet_compress.recipes import load_recipe
+        from selinet_compress.targets.tflite import with_tflite_options
+
+        if target != "tflite":
+            raise UserError(f"--converter applies to --target tflite, not '{target}'")
+        recipe = with_tflite_options(load_recipe(recipe), converter=converter)
     path = quantize(
         checkpoint,
         recipe,

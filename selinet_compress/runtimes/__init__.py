@@ -6,6 +6,7 @@ runner opens a model.
 
 from selinet_compress.runtimes import torch_runner  # noqa: F401  (registers "torch")
 from selinet_compress.runtimes import onnx_runner  # noqa: F401  (registers "onnx")
+from selinet_compress.runtimes import tflite_runner  # noqa: F401  (registers "tflite")
 from selinet_compress.runtimes.base import RUNTIMES, Runner, open_runner, target_for_path
 
 __all__ = ["RUNTIMES", "Runner", "open_runner", "target_for_path"]

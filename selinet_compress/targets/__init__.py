@@ -14,7 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from selinet_compress.errors import UserError
-from selinet_compress.targets import onnx  # noqa: F401  (registers "onnx")
+from selinet_compress.targets import (
+    onnx,  # noqa: F401  (registers "onnx")
+    tflite,  # noqa: F401  (registers "tflite")
+)
 from selinet_compress.targets.base import TARGETS, BuildJob, Target
 
 __all__ = [
