@@ -24,7 +24,7 @@ def base(tmp_path_factory) -> dict[str, Path]:
     paths = {
         layout: generate(root / layout, layout, sizes, seed=3).path for layout in ("arrays", "csv", "mat")
     }
-    paths["model"] = init_checkpoint(root / "small.pt", SeLiNetConfig(body_size=64, context_size=64), seed=0)
+    paths["model"] = init_checkpoint(root / "small.pt", SeLiNetConfig(body_size=32, context_size=32), seed=0)
     return paths
 
 

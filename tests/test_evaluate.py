@@ -15,7 +15,7 @@ from selinet_compress.model.boost import sentiment_boost
 from selinet_compress.model.selinet import SeLiNetConfig, build_model
 from selinet_compress.runtimes.torch_runner import TorchRunner
 
-SMALL = SeLiNetConfig(body_size=64, context_size=64)
+SMALL = SeLiNetConfig(body_size=32, context_size=32)  # the full network on tiny inputs: fast
 
 
 @pytest.fixture(scope="module")
@@ -43,11 +43,11 @@ def test_evaluate_equals_a_hand_written_loop(setup):
     with __import__("torch").no_grad():
         model.sentiment_head.out.bias.fill_(1.0)
     runner = TorchRunner.from_model(model)
-    result = quiet_evaluate(None, setup["data"]["arrays"], batch_size=5, runner=runner)
+    result = quiet_evaluate(None, setup["data"]["arrays"], batch_size=8, runner=runner)
 
     split = open_split(setup["data"]["arrays"], "test")
     scores, sentiments = [], []
-    for batch in iterate_batches(split, 5, SMALL):
+    for batch in iterate_batches(split, 8, SMALL):
         out = runner.run({"body": batch["body"], "context": batch["context"]})
         scores.append(out["emotions"])
         sentiments.append(out["sentiments"])
