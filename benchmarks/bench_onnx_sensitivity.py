@@ -1,11 +1,12 @@
-"""Where does int8 (static QDQ) lose accuracy? Keep one branch / one trunk block in float at a time.
+"""Where does int8 (static QDQ) lose accuracy? Keep one branch / trunk block / op type in float at a time.
 
 The fp32 export, onnxruntime's pre-processing and the calibration ranges are computed once (the
 recipe's calibration: train split); each variant only re-runs ``quantize_static`` with that
 group's nodes excluded, then is scored on the VAL split (never test: these numbers pick a recipe)
 against PyTorch fp32 on the same persons: mAP raw / boosted, ΔmAP, output cosine, top-1 agreement.
 
-    python benchmarks/bench_onnx_sensitivity.py CKPT --data DIR [--recipe int8_static] [--level branch|block]
+    python benchmarks/bench_onnx_sensitivity.py CKPT --data DIR [--recipe int8_static]
+        [--level branch|block|optype]
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def main() -> int:
     parser.add_argument("checkpoint", type=Path)
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--recipe", default="int8_static")
-    parser.add_argument("--level", choices=["branch", "block"], default="branch")
+    parser.add_argument("--level", choices=["branch", "block", "optype"], default="branch")
     parser.add_argument("--limit", type=int, default=None, help="score the first N val persons only")
     parser.add_argument("--cache", type=Path, default=None, help="export cache shared with quantize --cache")
     parser.add_argument("--threads", type=int, default=2)
@@ -121,11 +122,18 @@ def main() -> int:
                 file=sys.stderr,
             )
 
-            variants = {"(none: all int8)": []}
-            variants.update(groups_for(args.level, scopes))
+            # label -> (modules kept float, op types left unquantized)
+            variants: dict[str, tuple[list[str], list[str]]] = {"(none: all int8)": ([], [])}
+            if args.level == "optype":
+                present = {n.op_type for n in pre_model.graph.node}
+                variants.update({f"op {t}": ([], [t]) for t in op_types if t in present})
+            else:
+                variants.update({k: (v, []) for k, v in groups_for(args.level, scopes).items()})
             rows = []
-            for label, modules in variants.items():
+            for label, (modules, dropped) in variants.items():
                 exclude = resolve_keep_float(pre_model, scopes, modules, ()) if modules else []
+                if dropped:
+                    exclude = [n.name for n in pre_model.graph.node if n.op_type in dropped]
                 out = work / "variant.onnx"
                 quantize_static_qdq(
                     named,
