@@ -17,12 +17,14 @@ from selinet_compress import __version__
 # command name -> "module:attribute" under selinet_compress.commands
 COMMANDS: dict[str, str] = {
     "bench": "bench_cmds:bench_command",
+    "demo": "demo_cmds:demo_command",
     "evaluate": "eval_cmds:evaluate_command",
     "init": "model_cmds:init_command",
     "inspect": "model_cmds:inspect_command",
     "quantize": "quantize_cmds:quantize_command",
     "recipes": "quantize_cmds:recipes_command",
     "report": "report_cmds:report_command",
+    "sweep": "sweep_cmds:sweep_command",
     "synth": "data_cmds:synth_command",
     "train": "train_cmds:train_command",
 }

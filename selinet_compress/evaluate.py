@@ -68,7 +68,8 @@ class EvalResult:
             raise UserError(f"{path}: scores are saved as .npz; give a path ending in .npz")
         arrays = {
             "scores": self.scores.astype(np.float32),
-            "scores_boosted": self.scores_boosted.astype(np.float32),
+            # float64: sigmoid scores of confident predictions tie in float32 (1 - 1e-9 == 1.0)
+            "scores_boosted": self.scores_boosted.astype(np.float64),
             "labels": self.labels.astype(np.float32),
             "ids": np.array(self.ids),
             "categories": np.array(self.categories),

@@ -44,6 +44,11 @@ class Target(ABC):
             )
         return self.check_recipe(recipe)
 
+    def variants(self, recipe: Recipe) -> list[tuple[str | None, Recipe]]:
+        """The ways this target can build ``recipe`` that a sweep should put side by side, each
+        with a short label (None: the only / default way). Override to offer e.g. two converters."""
+        return [(None, recipe)]
+
     def check_recipe(self, recipe: Recipe) -> str | None:
         """Target-specific refusals beyond the precision (override when needed)."""
         return None

@@ -87,6 +87,12 @@ class TFLiteTarget(Target):
             return available()
         return None
 
+    def variants(self, recipe: Recipe) -> list[tuple[str | None, Recipe]]:
+        """Both converters side by side (QAT has its own route, set in its ``qat:`` section)."""
+        if recipe.precision == "int8_qat":
+            return [(None, recipe)]
+        return [(name, with_tflite_options(recipe, converter=name)) for name in ("onnx2tf", "litert-torch")]
+
     def tool_versions(self) -> dict[str, str | None]:
         from selinet_compress.environment import package_versions
 
