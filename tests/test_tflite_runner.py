@@ -115,3 +115,36 @@ def test_profile_times_every_op(base):
     assert profile["ops"]["CONV_2D/int8"]["count"] > 0
     assert sum(int(e["count"]) for e in profile["ops"].values()) > 10
     assert profile["model_ms"] > 0 and "whole model" in format_profile(profile)[0]
+
+
+def test_evaluate_cli_refuses_a_model_whose_inputs_do_not_match(cli, base, tmp_path):
+    from selinet_compress.audit.tflite_audit import TFLiteGraph
+
+    path, _ = converted(base, "fp32")
+    graph = TFLiteGraph(path)
+    dense = next(op for op in graph.graph.operators if graph.op_name(op) == "FULLY_CONNECTED")
+    one_op = tmp_path / "dense.tflite"
+    one_op.write_bytes(graph.single_op_model(dense))
+    from selinet_compress.model.selinet import SeLiNetConfig
+
+    (tmp_path / "dense.tflite.json").write_text(json.dumps({"model_config": SeLiNetConfig().to_dict()}))
+    from selinet_compress.emotic.synth import generate
+
+    generate(tmp_path / "data", sizes={"train": 2, "val": 2, "test": 2}, seed=0)
+    assert_one_line_error(cli("evaluate", one_op, "--data", tmp_path / "data"), "input")
+
+
+def test_quantize_cli_converter_needs_the_tflite_target(cli, tmp_path):
+    result = cli(
+        "quantize",
+        tmp_path / "x.pt",
+        "--recipe",
+        "fp32",
+        "--target",
+        "onnx",
+        "--converter",
+        "litert-torch",
+        "--data",
+        tmp_path,
+    )
+    assert_one_line_error(result, "--converter applies to --target tflite")
