@@ -33,8 +33,15 @@ VARIANTS = [
     ("fp16", "fp16", {}, {}),
     ("int8_dynamic", "int8_dynamic", {}, {}),
     ("int8_static", "int8_static", {}, {}),
-    # Not a goal row: what per-tensor weights would save (no per-channel scales / int64 zero points).
+    # Not goal rows: what per-tensor weights would save (no per-channel scales / int64 zero points),
+    # and the int8 file as onnx2tf writes it without our HardSwish / HardSigmoid rewrites (the fix).
     ("int8_static_per_tensor", "int8_static", {}, {"per_channel": False}),
+    (
+        "int8_static__no_rewrites",
+        "int8_static",
+        {"pseudo_hardswish": False, "rewrite_hardsigmoid": False},
+        {},
+    ),
     ("fp32__litert-torch", "fp32", {"converter": "litert-torch"}, {}),
     ("int8_static__litert-torch", "int8_static", {"converter": "litert-torch", "io_dtype": "int8"}, {}),
 ]
@@ -174,7 +181,7 @@ def main() -> int:
         if args.profile:
             from selinet_compress.audit.tflite_profile import profile_ops
 
-            for name in ("fp32", "int8_static", "int8_static__litert-torch"):
+            for name in ("fp32", "int8_static", "int8_static__no_rewrites", "int8_static__litert-torch"):
                 if name in models:
                     profiles[name] = profile_ops(
                         models[name], threads=args.threads, runs=20, progress=progress
