@@ -52,6 +52,10 @@ class TrainConfig:
     limit_val: int | None = None
     eval_batch_size: int = 64
     layout: str | None = None
+    # Speed on CPU, not the recipe: channels-last convolutions and bfloat16 autocast (on CPUs with
+    # native bf16 such as AVX512-BF16 / AMX shorten the step; elsewhere leave it off).
+    channels_last: bool = True
+    bf16: bool = False
 
     def __post_init__(self) -> None:
         checks = {
@@ -350,6 +354,8 @@ def train(
     if freeze_trunks:
         freeze(model)
     model = hooks.prepare(model)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     params = [p for p in model.parameters() if p.requires_grad]
     trainable = sum(p.numel() for p in params)
     optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
@@ -393,11 +399,11 @@ def train(
             dynamic_ncols=True,
         )
         for step, batch in enumerate(loader.epoch(batches, seeds)):
-            outputs = (
-                model(batch["body"], batch["context"])
-                if model_config.use_aesthetics
-                else model(batch["body"])
-            )
+            images = [batch["body"], batch["context"]] if model_config.use_aesthetics else [batch["body"]]
+            if cfg.channels_last:
+                images = [x.contiguous(memory_format=torch.channels_last) for x in images]
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+                outputs = [out.float() for out in model(*images)]
             loss = paper_loss(
                 outputs[0],
                 batch["emotions"],
