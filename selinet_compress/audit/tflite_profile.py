@@ -4,9 +4,10 @@ The ``ai_edge_litert`` wheel ships neither ``benchmark_model`` nor a Python prof
 is timed alone: :meth:`TFLiteGraph.single_op_model` builds a one-op model with the op's real
 weights and quantization, XNNPACK (or the builtin kernel, when XNNPACK refuses the op) runs it
 ``runs`` times, and the median is kept. Summed per op type and precision this shows where the
-time goes and which ops fall back to TFLite's own kernels. The sum is larger than a whole-model
-invoke (each one-op invoke pays a fixed overhead of a few microseconds and XNNPACK cannot fuse
-across ops), so compare op types across files, not the sum with a latency.
+time goes and which ops fall back to TFLite's own kernels. The sum is not a latency (each one-op
+invoke pays a fixed overhead, XNNPACK cannot fuse across ops, a lone op runs with warm caches,
+and partition hand-overs are missing), so compare op types across files, not the sum with the
+whole-model time reported beside it.
 """
 
 from __future__ import annotations

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -212,7 +213,9 @@ def _run_worker(spec: dict[str, Any], log_path: Path, what: str, progress: bool)
     if child.returncode != 0 or not result_path.is_file():
         lines = log_path.read_text(encoding="utf-8", errors="replace").splitlines()
         useful = [ln for ln in lines if ln.strip() and "WARNING" not in ln][-LOG_TAIL_LINES:]
-        last = useful[-1].strip()[:300] if useful else f"exit code {child.returncode}"
+        # The exception line says more than the last line (often a call-argument dump).
+        errors = [ln for ln in lines if re.match(r"^\s*[\w.]*(Error|Exception)\b.*:", ln)]
+        last = (errors or useful or [f"exit code {child.returncode}"])[-1].strip()[:300]
         raise ConversionError(f"{what} failed after {seconds:.0f} s: {last} (full log: {log_path})")
     result = json.loads(result_path.read_text(encoding="utf-8"))
     result["seconds"] = round(seconds, 1)
