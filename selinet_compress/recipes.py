@@ -39,7 +39,7 @@ DataType = Literal["uint8", "int8", "uint16", "int16"]
 # register theirs under their own name; the modules below are imported before a recipe is loaded
 # so that every section is known (add a module here when a new one registers sections).
 SECTIONS: Registry[type] = Registry("recipe section")
-SECTION_MODULES: tuple[str, ...] = ("selinet_compress.targets",)
+SECTION_MODULES: tuple[str, ...] = ("selinet_compress.targets", "selinet_compress.passes.qat_options")
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ def _recipe_params():
         recipe = load_recipe(name)
         # Histogram calibrations cost ~10 s each even on the small model: run them with --slow.
         slow = recipe.needs_calibration and recipe.calibration.method != "minmax"
+        slow = slow or recipe.precision == "int8_qat"  # fine-tunes for epochs: tests/test_qat.py is fast
         yield pytest.param(name, marks=[pytest.mark.slow] if slow else [], id=name)
 
 
@@ -83,6 +84,11 @@ def test_recipe_builds_on_onnx(base, name, fp32_audit):
             assert audit["node_counts"]["Conv"] == conv_count
             assert not any("convinteger" in w.lower() for w in sidecar["warnings"])
             assert ratio < 1.0
+    elif recipe.precision == "int8_qat":
+        learned = sidecar["quantization"]["learned_qparams_in_file"]
+        assert all(learned[k]["matched"] == learned[k]["total"] > 0 for k in ("activation_scales", "weight_scales"))
+        assert audit["runtime"]["ops_by_precision"]["QLinearConv"]["int8"] == conv_count
+        assert ratio < 0.35
     elif recipe.precision == "int8_static":
         calibration = sidecar["calibration"]
         assert calibration["split"] == "train" and calibration["used"] == 24 and len(calibration["ids"]) == 24

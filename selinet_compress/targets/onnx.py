@@ -49,10 +49,14 @@ class OnnxOptions:
 class OnnxTarget(Target):
     name = "onnx"
     suffix = ".onnx"
-    precisions = ("fp32", "fp16", "int8_dynamic", "int8_static")
+    precisions = ("fp32", "fp16", "int8_dynamic", "int8_static", "int8_qat")
     packages = ("torch", "onnx", "onnxscript", "onnxruntime", "numpy")
 
     def check_recipe(self, recipe: Recipe) -> str | None:
+        if recipe.precision == "int8_qat":
+            from selinet_compress.passes.qat_build import check_recipe
+
+            return check_recipe(recipe)
         if recipe.precision == "int8_dynamic":
             if recipe.activation_type != "uint8":
                 return "onnxruntime's dynamic quantization computes uint8 activations only (activation_type)"
@@ -221,6 +225,14 @@ class OnnxTarget(Target):
         record["op_types_source"] = "recipe" if job.recipe.op_types else "default (MatMul, Gemm)"
         passes.append({"pass": "ort_quantize_dynamic", **record})
         return onnx.load(str(out)), {"quantized": record, "kept_float_nodes": exclude, "scopes": scopes}
+
+    def _build_int8_qat(self, job, options, export_path, scopes, work, passes):
+        from selinet_compress.passes.qat_build import build_onnx
+
+        # Fine-tunes (or reuses the cached run), converts and exports; see passes/qat_build.py.
+        model, details = build_onnx(job, work, options.opset)
+        passes.append({"pass": "qat_onnx", **details["quantized"]["export"]})
+        return model, details
 
     def _build_int8_static(self, job, options, export_path, scopes, work, passes):
         import onnx
