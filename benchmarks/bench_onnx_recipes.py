@@ -1,8 +1,8 @@
 """Every ONNX recipe on one checkpoint, in one run: size, AP, ΔAP vs PyTorch fp32, ORT latency.
 
-For each built-in recipe the ONNX target supports (or ``--recipes``): build it (reusing an
-artifact in OUT whose sidecar has the same cache key), evaluate it on ``--split`` with
-onnxruntime, and compare its per-sample scores with PyTorch fp32's on the same samples (paired
+For each built-in recipe the ONNX target supports (or ``--recipes``; int8_qat, which fine-tunes
+the model, only when named there): build it (reusing an artifact in OUT whose sidecar has the
+same cache key), evaluate it on ``--split`` with onnxruntime, and compare its per-sample scores with PyTorch fp32's on the same samples (paired
 bootstrap 95 % CI of ΔmAP, raw and boosted). Latency is onnxruntime at batch 1 with ``--threads``
 threads on one real preprocessed sample; all models are timed in interleaved rounds in this one
 process, so load from other processes on a shared machine hits every model alike and the ratios
@@ -105,7 +105,7 @@ def main() -> int:
     from selinet_compress.evaluate import evaluate
     from selinet_compress.io import read_sidecar, sha256_file
     from selinet_compress.metrics import bootstrap_delta_map
-    from selinet_compress.recipes import builtin_names, load_recipe
+    from selinet_compress.recipes import list_recipes, load_recipe
     from selinet_compress.targets import TARGETS
 
     try:
@@ -115,7 +115,13 @@ def main() -> int:
                 for r in args.recipes.split(",")
             ]
         else:
-            recipes = [n for n in builtin_names() if TARGETS.get("onnx")().supports(load_recipe(n)) is None]
+            # QAT fine-tunes the model (minutes to hours on a CPU): only when asked for by name.
+            onnx_target = TARGETS.get("onnx")()
+            recipes = [
+                r.name
+                for r in list_recipes()
+                if r.precision != "int8_qat" and onnx_target.supports(r) is None
+            ]
         if "fp32" not in recipes:
             recipes.insert(0, "fp32")  # the ratios' denominator
         models = build_all(args, recipes)
