@@ -147,3 +147,31 @@ def test_int8_io_file_is_fed_the_same_float_arrays(base):
     for name in a:
         assert np.corrcoef(a[name].ravel(), b[name].ravel())[0, 1] > 0.98
     assert audit_tflite(int_io)["what_it_is"] == "full-integer int8 (int8 I/O)"
+
+
+@pytest.mark.slow
+def test_float_ops_stay_float_and_every_op_runs_in_xnnpack(base, tmp_path):
+    from tflite_fixtures import tiny_config
+
+    from selinet_compress.passes.tflite_metadata import finalize_tflite
+    from selinet_compress.passes.tflite_onnx2tf import TFLiteSettings, convert_onnx_to_tflite
+
+    setup = tiny_setup(base)
+    raw = tmp_path / "raw.tflite"
+    settings = TFLiteSettings("int8_static", float_ops=("SOFTMAX", "BATCH_MATMUL"))
+    convert_onnx_to_tflite(
+        setup.onnx,
+        raw,
+        settings,
+        setup.calibration_nhwc,
+        cache_dir=setup.cache,
+        progress=False,
+        log=lambda _m: None,
+    )
+    final = tmp_path / "final.tflite"
+    finalize_tflite(raw, final, tiny_config())
+    audit = audit_tflite(final)
+    assert audit["float_ops"] == {"SOFTMAX": 2, "BATCH_MATMUL": 2}
+    assert audit["what_it_is"] == "mixed: int8 with 4 op(s) in float"
+    assert audit["xnnpack"]["not_delegated"] == {} and audit["xnnpack"]["partitions"] == 1
+    assert all(entry["cosine"] > 0.98 for entry in _agreement(base, final).values())

@@ -68,12 +68,17 @@ class TFLiteSettings:
     precision: str
     per_channel: bool = True  # per-channel int8 weights (per-tensor loses accuracy on depthwise convs)
     io_dtype: IoDtype = "float32"  # int8_static: type of the model's inputs / outputs
+    # int8_static: TFLite op types kept in float (e.g. SOFTMAX, BATCH_MATMUL, which XNNPACK does
+    # not run in int8); DEQUANTIZE / QUANTIZE go around them.
+    float_ops: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise ValueError(f"unknown TFLite precision '{self.precision}'; known: {', '.join(PRECISIONS)}")
         if self.io_dtype != "float32" and self.precision != "int8_static":
             raise ValueError(f"io_dtype {self.io_dtype} needs a full-integer (int8_static) file")
+        if self.float_ops and self.precision != "int8_static":
+            raise ValueError("float_ops applies to int8_static files only")
 
 
 def default_cache_dir() -> Path:
@@ -268,6 +273,22 @@ def _convert_savedmodel(spec: dict[str, Any]) -> dict[str, Any]:
         io = {"float32": tf.float32, "int8": tf.int8, "uint8": tf.uint8}[spec["io_dtype"]]
         converter.inference_input_type = io
         converter.inference_output_type = io
+        if spec.get("float_ops"):
+            # TF's documented way to keep op types float in a calibrated file: the quantization
+            # debugger's denylist (float kernels must then be allowed next to the int8 ones).
+            converter.target_spec.supported_ops = [
+                tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
+                tf.lite.OpsSet.TFLITE_BUILTINS,
+            ]
+            options = tf.lite.experimental.QuantizationDebugOptions(denylisted_ops=list(spec["float_ops"]))
+            debugger = tf.lite.experimental.QuantizationDebugger(
+                converter=converter, debug_dataset=representative, debug_options=options
+            )
+            Path(spec["out"]).write_bytes(debugger.get_nondebug_quantized_model())
+            return {
+                "converter": "tf.lite.QuantizationDebugger (denylisted ops)",
+                "tensorflow": tf.__version__,
+            }
     Path(spec["out"]).write_bytes(converter.convert())
     return {"converter": "tf.lite.TFLiteConverter", "tensorflow": tf.__version__}
 
@@ -418,6 +439,7 @@ def savedmodel_to_tflite(
             "precision": settings.precision,
             "per_channel": settings.per_channel,
             "io_dtype": settings.io_dtype,
+            "float_ops": list(settings.float_ops),
             "out": str(tmp / "model.tflite"),
         }
         if calibration_nhwc:

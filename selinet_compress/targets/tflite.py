@@ -47,6 +47,10 @@ class TFLiteOptions:
     # onnx2tf only: express HardSwish / HardSigmoid with ops XNNPACK runs in int8 (see the pass).
     pseudo_hardswish: bool = True
     rewrite_hardsigmoid: bool = True
+    # onnx2tf, int8_static only: TFLite op types kept in float, e.g. [SOFTMAX, BATCH_MATMUL] (the
+    # attention pooling's, which XNNPACK does not run in int8: with them float every op is
+    # delegated, one partition; measured: same latency and ΔAP within noise, so off by default).
+    float_ops: tuple[str, ...] = ()
 
 
 def with_tflite_options(recipe: Recipe, **changes: object) -> Recipe:
@@ -79,6 +83,8 @@ class TFLiteTarget(Target):
             return f"TFLite int8 files have int8 weights, not {recipe.weight_type}"
         if options.io_dtype != "float32" and recipe.precision != "int8_static":
             return f"io_dtype {options.io_dtype} needs a full-integer (int8_static) recipe"
+        if options.float_ops and (recipe.precision != "int8_static" or options.converter != "onnx2tf"):
+            return "tflite float_ops applies to int8_static recipes built with onnx2tf"
         if options.converter == "litert-torch":
             from selinet_compress.passes.tflite_litert_torch import PRECISIONS, available
 
@@ -147,7 +153,10 @@ class TFLiteTarget(Target):
         # The ONNX target's validated, cached fp32 export: one export per checkpoint for both targets.
         export_path, export_record, _scopes = OnnxTarget()._export(job, OnnxOptions(), work, reference)
         settings = TFLiteSettings(
-            precision=job.recipe.precision, per_channel=job.recipe.per_channel, io_dtype=options.io_dtype
+            precision=job.recipe.precision,
+            per_channel=job.recipe.per_channel,
+            io_dtype=options.io_dtype,
+            float_ops=tuple(options.float_ops),
         )
         calibration = job.calibration.nhwc() if job.recipe.precision == "int8_static" else None
         _path, records = convert_onnx_to_tflite(
