@@ -28,13 +28,14 @@ if TYPE_CHECKING:
     from selinet_compress.passes.qat_options import QatOptions
     from selinet_compress.targets.base import BuildJob
 
-# The exported ONNX file vs the int8 PyTorch graph it came from (the same integer model, run by
-# onnxruntime's kernels instead of torch's float simulation). Not identical: a mean over quantized
-# values (the squeeze-excitation pooling) often lands exactly half-way between two steps and the
-# two runtimes break such ties differently; on an untrained model whose outputs barely depend on
-# the input that alone drops the cosine to ~0.9 (measured). A broken export lands far lower.
-ONNX_FAIL_COSINE = 0.5
-ONNX_WARN_COSINE = 0.99
+# The exported ONNX / TFLite file vs the int8 PyTorch graph it came from (the same integer model,
+# run by onnxruntime's / LiteRT's kernels instead of torch's float simulation). Not identical: a
+# mean over quantized values (the squeeze-excitation pooling) often lands exactly half-way between
+# two steps and the runtimes break such ties differently; on an untrained model whose outputs
+# barely depend on the input that alone drops the cosine to ~0.75-0.9 (measured). A broken file
+# lands far lower.
+INT8_FAIL_COSINE = 0.5
+INT8_WARN_COSINE = 0.99
 TFLITE_ROUTES = {
     "litert_torch": "litert-torch conversion of the QAT convert_pt2e graph: the QAT-learned int8 weights "
     "and activation ranges, no re-calibration",
@@ -236,17 +237,7 @@ def build_onnx(job: BuildJob, work: Path, opset: int) -> tuple[onnx.ModelProto, 
     export = export_qat_onnx(converted, path, job.model.config, job.recipe.activation_type, opset)
     int8_torch = run_batches(_GraphRunner(converted, run.model).run, job.check, run.model.input_names)
     vs_int8 = output_agreement(int8_torch, onnx_outputs(path, job.check))
-    worst = min(entry["cosine"] for entry in vs_int8.values())
-    if worst < ONNX_FAIL_COSINE:
-        raise UserError(
-            f"the QAT ONNX file does not compute what its int8 PyTorch graph computes "
-            f"(cosine {worst:.4f} < {ONNX_FAIL_COSINE} on {len(job.check)} check samples); not written"
-        )
-    if worst < ONNX_WARN_COSINE:
-        job.warn(
-            f"the QAT ONNX file follows its int8 PyTorch graph with cosine {worst:.4f} only "
-            f"(< {ONNX_WARN_COSINE}; rounding ties in average pooling, amplified by the model)"
-        )
+    worst = check_against_int8(job, vs_int8, "ONNX")
     vs_fake_quant = output_agreement(
         run_batches(TorchRunner.from_model(run.model).run, job.check, run.model.input_names), int8_torch
     )
@@ -322,12 +313,46 @@ class _GraphRunner:
 # TFLite
 
 
+def check_against_int8(job: BuildJob, agreement: dict[str, Any], what: str) -> float:
+    """Fail (broken file) or warn when a converted file drifts from its int8 PyTorch graph."""
+    from selinet_compress.errors import UserError
+
+    worst = min(entry["cosine"] for entry in agreement.values())
+    if worst < INT8_FAIL_COSINE:
+        raise UserError(
+            f"the QAT {what} file does not compute what its int8 PyTorch graph computes "
+            f"(cosine {worst:.4f} < {INT8_FAIL_COSINE} on {len(job.check)} check samples); not written"
+        )
+    if worst < INT8_WARN_COSINE:
+        job.warn(
+            f"the QAT {what} file follows its int8 PyTorch graph with cosine {worst:.4f} only "
+            f"(< {INT8_WARN_COSINE}; rounding ties in average pooling, amplified by the model)"
+        )
+    return worst
+
+
 def build_tflite(job: BuildJob, raw: Path, work: Path) -> list[dict[str, Any]]:
-    """An integer .tflite from the QAT run at ``raw``; the returned pass records name the route."""
+    """An integer .tflite from the QAT run at ``raw``; the returned pass records name the route.
+
+    The litert-torch file is checked against the int8 PyTorch graph it was converted from (the
+    TFLite target then records its drift from the fp32 checkpoint, which QAT changed on purpose).
+    """
+    from selinet_compress.passes.agreement import output_agreement
+    from selinet_compress.passes.onnx_validate import run_batches
+    from selinet_compress.passes.tflite_metadata import finalize_tflite
+    from selinet_compress.runtimes.tflite_runner import LiteRTRunner
+
     options = _options(job)
     run = run_qat(job)
     if options.tflite_route == "litert_torch":
-        record = litert_torch_from_qat(run.model, raw, job.log)
+        record, converted = litert_torch_from_qat(run.model, raw, job.log)
+        checked = work / "qat_check.tflite"
+        finalize_tflite(raw, checked, run.model.config)
+        names = run.model.input_names
+        lite = run_batches(LiteRTRunner.open(checked, threads=2).run, job.check, names)
+        int8_torch = run_batches(_GraphRunner(converted, run.model).run, job.check, names)
+        record["tflite_vs_int8_pytorch"] = output_agreement(int8_torch, lite)
+        check_against_int8(job, record["tflite_vs_int8_pytorch"], "TFLite")
     else:
         record = _onnx2tf_calibrated(job, run, raw, work)
     return [
@@ -336,9 +361,10 @@ def build_tflite(job: BuildJob, raw: Path, work: Path) -> list[dict[str, Any]]:
     ]
 
 
-def litert_torch_from_qat(model: QatModel, path: Path, log=print) -> dict[str, Any]:
+def litert_torch_from_qat(model: QatModel, path: Path, log=print) -> tuple[dict[str, Any], Any]:
     """litert-torch conversion of the QAT int8 graph (weights quantized by litert-torch from the
-    float weights + learned scales: ``convert_pt2e(fold_quantize=False)``)."""
+    float weights + learned scales: ``convert_pt2e(fold_quantize=False)``). Returns the record and
+    that int8 graph."""
     import warnings
 
     import torch
@@ -375,11 +401,12 @@ def litert_torch_from_qat(model: QatModel, path: Path, log=print) -> dict[str, A
     except Exception as exc:  # anything from torch.export to MLIR
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
         raise ConversionError(f"litert-torch conversion of the QAT graph failed: {first}") from None
-    return {
+    record = {
         "pass": "litert_torch_qat",
         "seconds": round(time.perf_counter() - started, 1),
         "tool_versions": tool_versions(),
     }
+    return record, converted
 
 
 def _onnx2tf_calibrated(job: BuildJob, run: QatRun, raw: Path, work: Path) -> dict[str, Any]:

@@ -37,8 +37,12 @@ class QatOptions:
     augment: bool = True
     seed: int = 0
     # From this epoch on, BatchNorm uses (and stops updating) its running statistics, so the
-    # folded conv weights stop moving under the weight quantizers (torchvision's QAT recipe).
-    freeze_bn_epoch: int | None = 2
+    # folded conv weights stop moving under the weight quantizers. Default 1 (from the start): a
+    # trained checkpoint's statistics already fit the data, training then sees the activations the
+    # deployed model will see, and the observers learn those ranges. With batch statistics, ranges
+    # learned in training can miss the running-statistics activations of the deployed model
+    # (measured: outputs collapsed on a checkpoint whose statistics did not fit the data).
+    freeze_bn_epoch: int | None = 1
     # From this epoch on, observers stop updating the quantization ranges (scales are final).
     freeze_observers_epoch: int | None = 3
     # Moving-average constant of the range observers (activations and weights).

@@ -28,7 +28,9 @@ from selinet_compress.targets.base import TARGETS, BuildJob, Target
 # low on purpose: an untrained model's near-zero outputs drift to ~0.4-0.7 cosine under honest
 # int8 quantization, while a broken file (wrong layout, bad quantized_dimension) lands near 0.
 WARN_COSINE = {"fp32": 0.99999, "fp16": 0.999, "int8_dynamic": 0.95, "int8_static": 0.95, "int8_qat": 0.95}
-FAIL_COSINE = {"fp32": 0.9999, "fp16": 0.99, "int8_dynamic": 0.3, "int8_static": 0.3, "int8_qat": 0.3}
+# int8_qat: the fine-tuned model may drift from the fp32 checkpoint on purpose; its file is checked
+# against its own int8 PyTorch graph instead (passes/qat_build.py), so no floor here.
+FAIL_COSINE = {"fp32": 0.9999, "fp16": 0.99, "int8_dynamic": 0.3, "int8_static": 0.3, "int8_qat": -1.0}
 LATENCY_NOTE = (
     "LiteRT latencies measured on this x86 CPU (XNNPACK); phones (ARM NEON dot-product / "
     "i8mm, fp16 arithmetic) rank fp32, fp16 and int8 differently"
