@@ -2,12 +2,13 @@
 
 For each built-in recipe the ONNX target supports (or ``--recipes``; int8_qat, which fine-tunes
 the model, only when named there): build it (reusing an artifact in OUT whose sidecar has the
-same cache key), evaluate it on ``--split`` with onnxruntime, and compare its per-sample scores with PyTorch fp32's on the same samples (paired
-bootstrap 95 % CI of ΔmAP, raw and boosted). Latency is onnxruntime at batch 1 with ``--threads``
-threads on one real preprocessed sample; all models are timed in interleaved rounds in this one
-process, so load from other processes on a shared machine hits every model alike and the ratios
-hold even when the absolute figures drift. Then the int8_static goals are checked:
-size <= 0.28 x fp32, ΔAP >= -0.5 points, ORT latency <= 0.6 x ORT fp32.
+same cache key), evaluate it on ``--split`` with onnxruntime, and compare its per-sample scores
+with PyTorch fp32's on the same samples (paired bootstrap 95 % CI of ΔmAP, raw and boosted).
+Latency is onnxruntime at batch 1 with ``--threads`` threads on one real preprocessed sample; all
+models are timed in interleaved rounds in this one process, so load from other processes on a
+shared machine hits every model alike and the ratios hold even when the absolute figures drift.
+Then the int8_static goals are checked: size <= 0.28 x fp32, ΔAP >= -0.5 points, ORT latency
+<= 0.6 x ORT fp32.
 
     python benchmarks/bench_onnx_recipes.py CKPT --data DIR [--out DIR] [--split test]
 """
@@ -233,8 +234,8 @@ def main() -> int:
         if not checks["delta_ap_points"]:
             agreement = r["sidecar"]["agreement_vs_pytorch"]["outputs"]
             goal_lines.append(
-                "  why: int8 drift on the check samples (cosine vs PyTorch: "
-                + ", ".join(f"{k} {v['cosine']:.4f}" for k, v in agreement.items())
+                "  why: int8 drift on the check samples (centered cosine vs PyTorch: "
+                + ", ".join(f"{k} {v['centered_cosine']:.4f}" for k, v in agreement.items())
                 + "); see per-branch sensitivity (keep_float_modules) to locate it"
             )
         if not checks["latency_ratio"]:

@@ -12,8 +12,9 @@ import numpy as np
 
 
 def output_agreement(reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray]) -> dict[str, Any]:
-    """Per output: max / mean abs diff, max |reference|, cosine (all values flattened), the worst
-    per-sample cosine and, for >1-wide outputs, top-1 agreement (same arg-max per sample)."""
+    """Per output: max / mean abs diff, max |reference|, cosine (all values flattened), centered
+    cosine (per-column reference mean removed), the worst per-sample cosine and, for >1-wide
+    outputs, top-1 agreement (same arg-max per sample)."""
     result: dict[str, Any] = {}
     for name, ref in reference.items():
         if name not in candidate:
@@ -30,6 +31,14 @@ def output_agreement(reference: dict[str, np.ndarray], candidate: dict[str, np.n
             "mean_abs_diff": float(diff.mean()) if diff.size else 0.0,
             "max_abs_reference": float(np.abs(ref64).max()) if ref64.size else 0.0,
             "cosine": _cosine(ref64.ravel(), new64.ravel()),
+            # The same after removing the reference's per-column mean from both: raw scores share a
+            # large common offset, so plain cosine stays ~1 while the differences between persons,
+            # which decide the ranking AP measures, change.
+            "centered_cosine": _cosine(
+                (rows_ref - rows_ref.mean(0)).ravel(), (rows_new - rows_ref.mean(0)).ravel()
+            )
+            if rows_ref.shape[0] > 1
+            else None,
             "min_sample_cosine": min(
                 (_cosine(a, b) for a, b in zip(rows_ref, rows_new, strict=True)), default=1.0
             ),
