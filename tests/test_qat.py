@@ -63,7 +63,7 @@ def inputs(seed: int, batch: int = 4):
 
 
 def bn_nodes(model):
-    return [n for n in model.graph.graph.nodes if Q._is_bn(n)]
+    return [n for n in model.net.graph.nodes if Q._is_bn(n)]
 
 
 def test_batchnorm_eps_and_momentum_of_the_model_are_kept(float_model, prepared):
@@ -75,12 +75,12 @@ def test_batchnorm_eps_and_momentum_of_the_model_are_kept(float_model, prepared)
         assert max_diff(qm(*x), reference) < 1e-4 * max(1.0, float(reference[0].abs().max()))
         # torchao's own pattern (eps 1e-5 for MobileNetV3's 1e-3) is far off: the check above can fail.
         broken = copy.deepcopy(qm)
-        for node in broken.graph.graph.nodes:
+        for node in broken.net.graph.nodes:
             if Q._is_bn(node):
                 Q._set_arg(node, 7, Q.TORCHAO_BN_EPS)
             elif Q._is_running_var_add(node):
                 Q._set_arg(node, 1, Q.TORCHAO_BN_EPS)
-        broken.graph.recompile()
+        broken.net.recompile()
         assert max_diff(broken(*x), reference) > 100 * 1e-4 * max(1.0, float(reference[0].abs().max()))
     # Training phase: batch statistics, and running statistics updated with MobileNetV3's momentum.
     trained_float = copy.deepcopy(float_model).train()
@@ -88,7 +88,7 @@ def test_batchnorm_eps_and_momentum_of_the_model_are_kept(float_model, prepared)
     Q.set_qat_phase(qt, True, fake_quant=False)
     with torch.no_grad():
         assert max_diff(qt(*x), trained_float(*x)) < 1e-3
-    graph_var = dict(qt.graph.named_buffers())["body.features.1.block.0.1.running_var"]
+    graph_var = dict(qt.net.named_buffers())["body.features.1.block.0.1.running_var"]
     float_var = trained_float.body.features[1].block[0][1].running_var
     assert torch.allclose(graph_var, float_var, rtol=1e-4, atol=1e-7)
     assert not torch.allclose(graph_var, float_model.body.features[1].block[0][1].running_var)
@@ -98,7 +98,7 @@ def test_train_eval_switch_the_graph_batchnorm_and_the_observers(prepared):
     from torchao.quantization.pt2e import FakeQuantizeBase
 
     qm = copy.deepcopy(prepared)
-    observers = [m for m in qm.graph.modules() if isinstance(m, FakeQuantizeBase)]
+    observers = [m for m in qm.net.modules() if isinstance(m, FakeQuantizeBase)]
     qm.train()  # an exported graph's own train() raises; the wrapper's must not
     assert qm.training and all(n.args[5] is True for n in bn_nodes(qm))
     assert all(int(o.observer_enabled[0]) == 1 and int(o.fake_quant_enabled[0]) == 1 for o in observers)
@@ -120,12 +120,12 @@ def test_weight_fake_quant_uses_the_scales_convert_will_use(prepared):
     symmetric weights, so the trained and the deployed weights differed."""
     qm = copy.deepcopy(prepared)
     with torch.no_grad():
-        first_conv = dict(qm.graph.named_parameters())["body.features.0.0.weight"]
+        first_conv = dict(qm.net.named_parameters())["body.features.0.0.weight"]
         first_conv[0] = first_conv[0].abs() + 0.01  # an all-positive output channel
     qm.train()
     with torch.no_grad():
         qm(*inputs(2))
-    weights = [fq for fq in Q.fake_quantizers(qm.graph).values() if fq.is_per_channel]
+    weights = [fq for fq in Q.fake_quantizers(qm.net).values() if fq.is_per_channel]
     assert weights
     for fq in weights:
         scale, _zero_point = fq.calculate_qparams()
@@ -175,7 +175,7 @@ def test_short_qat_end_to_end_to_a_runnable_onnx_file(prepared, tmp_path):
         assert match[kind]["total"] > 0 and match[kind]["matched"] == match[kind]["total"], match
     # Ranges other than the learned ones do not match: the check above can fail.
     other = copy.deepcopy(qm)
-    for fq in Q.fake_quantizers(other.graph).values():
+    for fq in Q.fake_quantizers(other.net).values():
         fq.activation_post_process.max_val.mul_(1.1)
     moved = Q.onnx_qparams_match(model, other)
     assert moved["weight_scales"]["matched"] < match["weight_scales"]["total"]
@@ -260,7 +260,7 @@ def test_training_api_drives_qat(tmp_path):
     stats = [k for k in start if k.endswith(("running_mean", "running_var"))]
     assert stats and all(torch.equal(tuned[k], start[k]) for k in stats)
     assert any(k.endswith("weight") and not torch.equal(tuned[k], start[k]) for k in start)
-    assert all(float(fq.scale.reshape(-1)[0]) != 1.0 for fq in Q.fake_quantizers(model.graph).values())
+    assert all(float(fq.scale.reshape(-1)[0]) != 1.0 for fq in Q.fake_quantizers(model.net).values())
     assert options.freeze_bn(0) and not QatOptions(freeze_bn_epoch=2).freeze_bn(0)
 
 

@@ -30,7 +30,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
-import time
 import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -316,43 +315,50 @@ def fake_quantizers(graph: nn.Module) -> dict[str, nn.Module]:
     return {name: m for name, m in graph.named_modules() if isinstance(m, FakeQuantizeBase)}
 
 
-class QatModel(nn.Module):
+class GraphSeLiNet(nn.Module):
+    """A PT2E graph (prepared or converted) that behaves like the SeLiNet it came from:
+    ``forward(body, context)`` returning a tuple, ``config``, ``input_names``, ``output_names``,
+    ``example_inputs`` -- so the training loop, ``TorchRunner`` and the ONNX export pass take it
+    as they take a SeLiNet. ``train()`` / ``eval()`` only set the flag: an exported graph's own
+    ``train()`` raises, and its BatchNorm / dropout are switched by :func:`set_qat_phase`."""
+
+    input_names = SeLiNet.input_names
+    output_names = SeLiNet.output_names
+    example_inputs = SeLiNet.example_inputs
+
+    def __init__(self, graph: GraphModule, config: SeLiNetConfig) -> None:
+        super().__init__()
+        self.net = graph
+        self.config = config
+
+    def forward(self, body: Tensor, context: Tensor | None = None) -> tuple[Tensor, ...]:
+        inputs = (body, context) if self.config.use_aesthetics else (body,)
+        if any(t is None for t in inputs):
+            raise ValueError("this SeLiNet has an aesthetics branch: pass the context image")
+        return tuple(self.net(*inputs))
+
+    def train(self, mode: bool = True) -> GraphSeLiNet:  # type: ignore[override]
+        self.training = mode
+        return self
+
+
+class QatModel(GraphSeLiNet):
     """A SeLiNet with fake quantization, trainable by :func:`selinet_compress.train.train`.
 
-    Wraps the prepared PT2E graph so that it behaves like the SeLiNet it came from: same
-    ``forward(body, context)``, ``config``, ``input_names``, ``output_names``, and ``train()`` /
-    ``eval()`` that really switch BatchNorm, dropout and the observers (see :func:`set_qat_phase`).
-    Its ``state_dict`` holds weights, BatchNorm statistics and every observer's state; a QatModel
-    prepared from the same config loads it (resume, best-by-val).
+    ``train()`` / ``eval()`` really switch BatchNorm, dropout and the observers (see
+    :func:`set_qat_phase`), honouring ``freeze_bn`` / ``freeze_observers`` (set per epoch by
+    :func:`qat_hooks`). Its ``state_dict`` holds weights, BatchNorm statistics and every observer's
+    state; a QatModel prepared from the same config loads it (resume, best-by-val).
     """
 
     def __init__(self, graph: GraphModule, config: SeLiNetConfig, quantizer_settings: dict[str, Any]) -> None:
-        super().__init__()
-        self.graph = graph
-        self.config = config
+        super().__init__(graph, config)
         self.quantizer_settings = dict(quantizer_settings)
         self.freeze_bn = False
         self.freeze_observers = False
         self.fake_quant = True
         self._phase: tuple[bool, bool] | None = None  # (BN training, dropout training) in the graph
         self.train(False)
-
-    @property
-    def input_names(self) -> list[str]:
-        return ["body", "context"] if self.config.use_aesthetics else ["body"]
-
-    @property
-    def output_names(self) -> list[str]:
-        return ["emotions", "sentiments"] if self.config.use_sentiment else ["emotions"]
-
-    def example_inputs(self, batch_size: int = 1) -> tuple[Tensor, ...]:
-        return SeLiNet.example_inputs(self, batch_size)  # type: ignore[arg-type]
-
-    def forward(self, body: Tensor, context: Tensor | None = None) -> tuple[Tensor, ...]:
-        inputs = (body, context) if self.config.use_aesthetics else (body,)
-        if any(t is None for t in inputs):
-            raise ValueError("this SeLiNet has an aesthetics branch: pass the context image")
-        return tuple(self.graph(*inputs))
 
     def train(self, mode: bool = True) -> QatModel:  # type: ignore[override]
         # nn.Module.train would call the graph's train(), which torchao disables on purpose.
@@ -386,15 +392,15 @@ def set_qat_phase(
     model.freeze_bn, model.freeze_observers, model.fake_quant = freeze_bn, freeze_observers, fake_quant
     phase = (train and not freeze_bn, train)
     if phase != model._phase:
-        for node in model.graph.graph.nodes:
+        for node in model.net.graph.nodes:
             if _is_bn(node):
                 _set_arg(node, 5, phase[0])
             elif node.op == "call_function" and node.target == torch.ops.aten.dropout.default:
                 _set_arg(node, 2, phase[1])
-        model.graph.recompile()
+        model.net.recompile()
         model._phase = phase
-    model.graph.apply(enable_observer if train and not freeze_observers else disable_observer)
-    model.graph.apply(enable_fake_quant if fake_quant else disable_fake_quant)
+    model.net.apply(enable_observer if train and not freeze_observers else disable_observer)
+    model.net.apply(enable_fake_quant if fake_quant else disable_fake_quant)
 
 
 def prepare_qat(
@@ -429,7 +435,7 @@ def prepare_qat(
 def float_state_dict(model: QatModel) -> dict[str, Tensor]:
     """The QAT-tuned float weights (and BatchNorm statistics) as a SeLiNet state_dict."""
     reference = SeLiNet(model.config).state_dict()
-    own = model.graph.state_dict()
+    own = model.net.state_dict()
     # The export drops BatchNorm's batch counters (unused with a fixed momentum): zeros, as at init.
     missing = [k for k in reference if k not in own and not k.endswith("num_batches_tracked")]
     if missing:
@@ -462,7 +468,7 @@ def convert_qat(model: QatModel, fold_quantize: bool = True) -> GraphModule:
 
     work = copy.deepcopy(model)
     set_qat_phase(work, False)
-    graph = work.graph
+    graph = work.net
     buffers = dict(graph.named_buffers())
     for node in graph.graph.nodes:
         if _is_bn(node):
@@ -481,7 +487,7 @@ def convert_qat(model: QatModel, fold_quantize: bool = True) -> GraphModule:
 def learned_qparams(model: QatModel) -> dict[str, dict[str, Any]]:
     """Every fake-quantizer's learned scale / zero point (what ``convert_pt2e`` will use)."""
     result = {}
-    for name, fq in fake_quantizers(model.graph).items():
+    for name, fq in fake_quantizers(model.net).items():
         scale, zero_point = fq.calculate_qparams()
         result[name] = {
             "scale": scale.detach().float().reshape(-1).tolist(),
@@ -578,45 +584,21 @@ def export_qat_onnx(
     """
     import onnx
 
-    from selinet_compress.passes.onnx_export import (
-        MAX_BATCH as _MAX,
-    )
-    from selinet_compress.passes.onnx_export import (
-        _quiet_exporter,
-        config_metadata,
-        set_metadata,
-    )
+    from selinet_compress.passes.onnx_export import config_metadata, export_onnx, set_metadata
 
-    names = ["body", "context"] if config.use_aesthetics else ["body"]
-    outputs = ["emotions", "sentiments"] if config.use_sentiment else ["emotions"]
-    batch = torch.export.Dim("batch", min=1, max=_MAX)
-    # Traced with batch 2 (batch 1 would specialise the batch axis).
-    sizes = {"body": config.body_size, "context": config.context_size}
-    example = tuple(torch.zeros(2, 3, sizes[name], sizes[name]) for name in names)
     path = Path(path)
-    started = time.perf_counter()
-    with _quiet_exporter(False), torch.no_grad():
-        program = torch.onnx.export(
-            converted,
-            example,
-            dynamo=True,
-            external_data=False,
-            opset_version=opset,
-            verbose=False,
-            input_names=names,
-            output_names=outputs,
-            dynamic_shapes=tuple({0: batch} for _ in names),
-        )
-    model = program.model_proto
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "exporting a model in training mode": a fixed graph
+        record = export_onnx(GraphSeLiNet(converted, config), path, opset=opset)  # type: ignore[arg-type]
+    model = onnx.load(str(path))
     shifted = activations_to_uint8(model) if activation_type == "uint8" else 0
     set_metadata(model, config_metadata(config))
     onnx.save(model, str(path))
     return {
+        **record,
         "exporter": "torch.onnx.export(dynamo=True) of the convert_pt2e graph",
-        "opset": opset,
         "activation_type": activation_type,
         "activation_zero_points_shifted_to_uint8": shifted,
-        "seconds": round(time.perf_counter() - started, 2),
     }
 
 

@@ -235,7 +235,7 @@ def build_onnx(job: BuildJob, work: Path, opset: int) -> tuple[onnx.ModelProto, 
     job.log(f"qat: exporting the int8 graph to QDQ ONNX ({job.recipe.activation_type} activations) ...")
     path = work / "qat.onnx"
     export = export_qat_onnx(converted, path, job.model.config, job.recipe.activation_type, opset)
-    int8_torch = run_batches(_GraphRunner(converted, run.model).run, job.check, run.model.input_names)
+    int8_torch = run_batches(_int8_runner(converted, run.model).run, job.check, run.model.input_names)
     vs_int8 = output_agreement(int8_torch, onnx_outputs(path, job.check))
     worst = check_against_int8(job, vs_int8, "ONNX")
     vs_fake_quant = output_agreement(
@@ -274,6 +274,14 @@ def build_onnx(job: BuildJob, work: Path, opset: int) -> tuple[onnx.ModelProto, 
     return model, {"quantized": quantized, "kept_float_nodes": [], "scopes": node_scopes(model)}
 
 
+def _int8_runner(converted, like: QatModel):
+    """A TorchRunner of the converted int8 graph (the reference its ONNX / TFLite file must follow)."""
+    from selinet_compress.passes.qat import GraphSeLiNet
+    from selinet_compress.runtimes.torch_runner import TorchRunner
+
+    return TorchRunner.from_model(GraphSeLiNet(converted, like.config))
+
+
 def runtime_qdq(path: Path) -> dict[str, Any]:
     """Op counts of the graph onnxruntime really runs (after its QDQ fusions): integer kernels, and
     the Quantize / DequantizeLinear nodes it could not fold into one (each is run-time work)."""
@@ -289,24 +297,6 @@ def runtime_qdq(path: Path) -> dict[str, Any]:
         "unfused_dequantize": counts.get("DequantizeLinear", 0),
         "float_ops": {op: n for op, n in counts.items() if not is_integer_kernel(op) and op not in plumbing},
     }
-
-
-class _GraphRunner:
-    """Runs the converted int8 GraphModule like a TorchRunner (outputs named as the model's)."""
-
-    def __init__(self, graph, like: QatModel) -> None:
-        self.graph, self.like = graph, like
-
-    def run(self, inputs):
-        import numpy as np
-        import torch
-
-        tensors = [
-            torch.from_numpy(np.ascontiguousarray(inputs[n], dtype=np.float32)) for n in self.like.input_names
-        ]
-        with torch.no_grad():
-            outputs = self.graph(*tensors)
-        return {name: out.numpy() for name, out in zip(self.like.output_names, outputs, strict=True)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -350,7 +340,7 @@ def build_tflite(job: BuildJob, raw: Path, work: Path) -> list[dict[str, Any]]:
         finalize_tflite(raw, checked, run.model.config)
         names = run.model.input_names
         lite = run_batches(LiteRTRunner.open(checked, threads=2).run, job.check, names)
-        int8_torch = run_batches(_GraphRunner(converted, run.model).run, job.check, names)
+        int8_torch = run_batches(_int8_runner(converted, run.model).run, job.check, names)
         record["tflite_vs_int8_pytorch"] = output_agreement(int8_torch, lite)
         check_against_int8(job, record["tflite_vs_int8_pytorch"], "TFLite")
     else:
