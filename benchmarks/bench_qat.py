@@ -61,6 +61,35 @@ def build(args, recipe: str, target: str) -> tuple[Path, float | None]:
     return path, seconds
 
 
+def shortened_recipe(args) -> str:
+    """``--qat-recipe`` with the --qat-* overrides, written as a YAML in OUT (its name says so)."""
+    import yaml
+
+    from selinet_compress.recipes import load_recipe
+
+    overrides = {
+        k: v
+        for k, v in {
+            "epochs": args.qat_epochs,
+            "limit_train": args.qat_limit_train,
+            "limit_val": args.qat_limit_val,
+            "lr": args.qat_lr,
+        }.items()
+        if v is not None
+    }
+    if not overrides:
+        return args.qat_recipe
+    data = load_recipe(args.qat_recipe).to_dict()
+    sections = data.pop("sections")
+    data["qat"] = {**sections.get("qat", {}), **overrides}
+    data["name"] = f"{data['name']}_bench"
+    data["description"] = f"{data['description']}; benchmark overrides {overrides}"
+    path = args.out / f"{data['name']}.yaml"
+    args.out.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return str(path)
+
+
 def qat_record(sidecar: dict) -> dict:
     """The QAT run's record (wall time, epochs, best epoch) from an ONNX or TFLite sidecar."""
     quantization = sidecar.get("quantization") or {}
@@ -77,6 +106,10 @@ def main() -> int:
     parser.add_argument("--split", default="test")
     parser.add_argument("--limit", type=int, default=None, help="evaluate the first N samples only")
     parser.add_argument("--qat-recipe", default="int8_qat", help="name or YAML path of the QAT recipe")
+    parser.add_argument("--qat-epochs", type=int, default=None, help="override the QAT recipe's epochs")
+    parser.add_argument("--qat-limit-train", type=int, default=None, help="QAT samples per epoch")
+    parser.add_argument("--qat-limit-val", type=int, default=None, help="QAT validation samples")
+    parser.add_argument("--qat-lr", type=float, default=None, help="override the QAT learning rate")
     parser.add_argument("--static-recipe", default="int8_static")
     parser.add_argument("--targets", default="onnx,tflite")
     parser.add_argument("--threads", type=int, default=2)
@@ -97,6 +130,7 @@ def main() -> int:
     from selinet_compress.recipes import load_recipe
 
     targets = [t.strip() for t in args.targets.split(",") if t.strip()]
+    args.qat_recipe = shortened_recipe(args)
     recipes = ["fp32", args.static_recipe, args.qat_recipe]
     label = {r: load_recipe(r).name for r in recipes}
     try:

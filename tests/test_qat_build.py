@@ -146,3 +146,36 @@ def test_full_size_qat_onnx_runs_as_integer_kernels_without_extra_qdq(tmp_path):
     # Measured 40 / 41 (what is left: hard-swish, squeeze-excitation gates, attention pooling),
     # 75 / 76 before ReLU6 was quantized after the clip.
     assert ran["unfused_quantize"] <= 45 and ran["unfused_dequantize"] <= 45, json.dumps(ran)
+
+
+def test_tflite_route_onnx2tf_calibrated_uses_the_tuned_float_weights(setup, tmp_path, cli):
+    """The other TFLite route: QAT-tuned float weights -> calibrated full-integer onnx2tf file."""
+    recipe = tmp_path / "qat_onnx2tf.yaml"
+    recipe.write_text(
+        "description: short QAT, TFLite through onnx2tf\nprecision: int8_qat\ncalibration: {samples: 8}\n"
+        "qat: {epochs: 1, batch_size: 8, limit_train: 16, tflite_route: onnx2tf_calibrated}\n"
+    )
+    result = cli(
+        "quantize",
+        setup.checkpoint,
+        "--recipe",
+        recipe,
+        "--target",
+        "tflite",
+        "--data",
+        setup.data,
+        "--out",
+        tmp_path / "out",
+        "--cache",
+        tmp_path / "cache",
+        "--check-samples",
+        "2",
+    )
+    assert result.exit_code == 0, result.output
+    sidecar = read_sidecar(tmp_path / "out" / "qat_onnx2tf.tflite")
+    qat_pass, route = sidecar["passes"]
+    assert (
+        route["route"] == "onnx2tf_calibrated" and "re-quantized from calibration" in route["what_was_done"]
+    )
+    assert route["calibration"]["used"] == 8 and qat_pass["history"][0]["epoch"] == 1
+    assert "int8" in sidecar["what_it_is"]

@@ -121,6 +121,7 @@ def train_config(options: QatOptions):
         lr_decay=options.lr_decay,
         lr_step=options.lr_step,
         momentum=options.momentum,
+        optimizer=options.optimizer,
         weight_decay=options.weight_decay,
         freeze_trunks=False,
         augment=options.augment,

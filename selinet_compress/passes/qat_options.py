@@ -29,6 +29,7 @@ class QatOptions:
     lr_step: int = 2  # epochs between lr decays (x lr_decay)
     lr_decay: float = 0.1
     momentum: float = 0.9
+    optimizer: Literal["sgd", "adamw"] = "sgd"  # the training API's optimizers
     weight_decay: float = 5e-4
     batch_size: int = 26
     # Samples per epoch from the train split / validation samples per epoch (None: all).
