@@ -6,7 +6,7 @@ group's nodes excluded, then is scored on the VAL split (never test: these numbe
 against PyTorch fp32 on the same persons: mAP raw / boosted, ΔmAP, output cosine, top-1 agreement.
 
     python benchmarks/bench_onnx_sensitivity.py CKPT --data DIR [--recipe int8_static]
-        [--level branch|block|optype]
+        [--level branch|block|optype | --modules A+B ...]
 """
 
 from __future__ import annotations
@@ -53,6 +53,13 @@ def main() -> int:
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--recipe", default="int8_static")
     parser.add_argument("--level", choices=["branch", "block", "optype"], default="branch")
+    parser.add_argument(
+        "--modules",
+        action="append",
+        default=[],
+        metavar="A+B",
+        help="instead of --level: one variant keeping these module prefixes in float (repeatable)",
+    )
     parser.add_argument("--limit", type=int, default=None, help="score the first N val persons only")
     parser.add_argument("--cache", type=Path, default=None, help="export cache shared with quantize --cache")
     parser.add_argument("--threads", type=int, default=2)
@@ -124,7 +131,9 @@ def main() -> int:
 
             # label -> (modules kept float, op types left unquantized)
             variants: dict[str, tuple[list[str], list[str]]] = {"(none: all int8)": ([], [])}
-            if args.level == "optype":
+            if args.modules:
+                variants.update({group: (group.split("+"), []) for group in args.modules})
+            elif args.level == "optype":
                 present = {n.op_type for n in pre_model.graph.node}
                 variants.update({f"op {t}": ([], [t]) for t in op_types if t in present})
             else:

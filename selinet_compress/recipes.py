@@ -88,6 +88,10 @@ class Recipe:
     # "body.features.0") and/or exported node names.
     keep_float_modules: tuple[str, ...] = ()
     keep_float_nodes: tuple[str, ...] = ()
+    # Keep the layers that produce the model's outputs (the two head output layers) in float:
+    # 8-bit output scores take at most 256 values, and the ties they create cost AP (measured:
+    # see README "ONNX recipes"). A target that cannot do this refuses the recipe.
+    keep_outputs_float: bool = False
     calibration: Calibration = field(default_factory=Calibration)
     # Restrict the recipe to these targets (empty: every target that supports its precision).
     targets: tuple[str, ...] = ()

@@ -35,8 +35,11 @@ def fp32_audit(base):
 @pytest.mark.parametrize("target", TARGETS.names())
 @pytest.mark.parametrize("name", builtin_names())
 def test_every_cell_is_supported_or_says_why(name, target):
-    reason = TARGETS.get(target)().supports(load_recipe(name))
+    builder, recipe = TARGETS.get(target)(), load_recipe(name)
+    reason = builder.supports(recipe)
     assert reason is None or (isinstance(reason, str) and reason.strip())
+    if recipe.keep_outputs_float and "keep_outputs_float" not in builder.optional_knobs:
+        assert "keep_outputs_float" in reason  # refused, never built without the knob
 
 
 @pytest.mark.parametrize("name", _recipe_params())
@@ -86,7 +89,9 @@ def test_recipe_builds_on_onnx(base, name, fp32_audit):
             assert ratio < 1.0
     elif recipe.precision == "int8_qat":
         learned = sidecar["quantization"]["learned_qparams_in_file"]
-        assert all(learned[k]["matched"] == learned[k]["total"] > 0 for k in ("activation_scales", "weight_scales"))
+        assert all(
+            learned[k]["matched"] == learned[k]["total"] > 0 for k in ("activation_scales", "weight_scales")
+        )
         assert audit["runtime"]["ops_by_precision"]["QLinearConv"]["int8"] == conv_count
         assert ratio < 0.35
     elif recipe.precision == "int8_static":
@@ -97,6 +102,18 @@ def test_recipe_builds_on_onnx(base, name, fp32_audit):
         assert runtime["QLinearConv"]["int8"] == conv_count  # every conv runs as an int8 kernel
         assert "Conv" not in audit["runtime"]["float_ops"]
         assert ratio < 0.28
+        if recipe.keep_outputs_float:  # the output Gemms compute in float: scores are not 8-bit
+            producers = {o: n for n in model.graph.node for o in n.output}
+            assert {producers[o.name].op_type for o in model.graph.output} == {"Gemm"}
+            assert len(sidecar["kept_float"]["nodes"]) == 2
+            runtime_gemm = {
+                **audit["runtime"]["ops_by_precision"].get("Gemm", {}),
+                **audit["runtime"]["ops_by_precision"].get("FusedGemm", {}),
+            }
+            assert runtime_gemm.get("fp32", 0) == 2
+        else:
+            producers = {o: n for n in model.graph.node for o in n.output}
+            assert {producers[o.name].op_type for o in model.graph.output} == {"DequantizeLinear"}
         if recipe.calibration.method == "minmax":
             # Clipping calibrations are not held to this on a random-weight model: measured on the
             # small test model, entropy ranges cut its activations to cosine 0.5 (see the benchmarks

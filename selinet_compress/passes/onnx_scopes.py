@@ -87,3 +87,24 @@ def resolve_keep_float(
         )
     keep = [name for name in names if any(module_matches(scopes.get(name, ""), m) for m in modules)]
     return sorted(set(keep) | set(nodes), key=names.index)
+
+
+# Ops that only move or reshape data: walking back from an output through these reaches the layer
+# that computed it.
+_PASS_THROUGH = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Cast", "Transpose"})
+
+
+def output_layers(model: onnx.ModelProto) -> list[str]:
+    """Names of the nodes that compute the graph's outputs: for each output, its producer and, when
+    that only moves data (Reshape, Cast, ...), the nodes behind it up to the first computing one."""
+    producer = {out: node for node in model.graph.node for out in node.output}
+    names: list[str] = []
+    for output in model.graph.output:
+        node = producer.get(output.name)
+        while node is not None:
+            if node.name not in names:
+                names.append(node.name)
+            if node.op_type not in _PASS_THROUGH:
+                break
+            node = producer.get(node.input[0])
+    return names

@@ -32,11 +32,16 @@ class Target(ABC):
     precisions: ClassVar[tuple[str, ...]] = ()
     # Distributions whose versions change the artifact (sidecar + cache key).
     packages: ClassVar[tuple[str, ...]] = ()
+    # Optional recipe knobs this target implements; a recipe that sets another one is refused
+    # rather than built without it.
+    optional_knobs: ClassVar[frozenset[str]] = frozenset()
 
     def supports(self, recipe: Recipe) -> str | None:
         """None when this target can build ``recipe``, else the reason it cannot."""
         if recipe.targets and self.name not in recipe.targets:
             return f"recipe '{recipe.name}' is restricted to targets: {', '.join(recipe.targets)}"
+        if recipe.keep_outputs_float and "keep_outputs_float" not in self.optional_knobs:
+            return f"the {self.name} target cannot keep the output layers in float (keep_outputs_float)"
         if recipe.precision not in self.precisions:
             return (
                 f"the {self.name} target cannot build {recipe.precision} recipes "

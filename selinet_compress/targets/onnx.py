@@ -51,6 +51,7 @@ class OnnxTarget(Target):
     suffix = ".onnx"
     precisions = ("fp32", "fp16", "int8_dynamic", "int8_static", "int8_qat")
     packages = ("torch", "onnx", "onnxscript", "onnxruntime", "numpy")
+    optional_knobs = frozenset({"keep_outputs_float"})
 
     def check_recipe(self, recipe: Recipe) -> str | None:
         if recipe.precision == "int8_qat":
@@ -139,9 +140,12 @@ class OnnxTarget(Target):
         return path, record, scopes
 
     def _keep_float(self, job: BuildJob, model, scopes: dict[str, str]) -> list[str]:
-        from selinet_compress.passes.onnx_scopes import resolve_keep_float
+        from selinet_compress.passes.onnx_scopes import output_layers, resolve_keep_float
 
-        return resolve_keep_float(model, scopes, job.recipe.keep_float_modules, job.recipe.keep_float_nodes)
+        keep = resolve_keep_float(model, scopes, job.recipe.keep_float_modules, job.recipe.keep_float_nodes)
+        if job.recipe.keep_outputs_float:
+            keep += [name for name in output_layers(model) if name not in keep]
+        return keep
 
     def _build_fp32(self, job, options, export_path, scopes, work, passes):
         import onnx
