@@ -115,6 +115,20 @@ def test_train_eval_switch_the_graph_batchnorm_and_the_observers(prepared):
     assert all(int(o.observer_enabled[0]) == 0 for o in observers)  # validation never moves ranges
 
 
+def test_pseudo_hardswish_is_the_same_function_with_its_own_quantizers(float_model, prepared):
+    """The LiteRT-friendly hard-swish (x * relu6(x + 3) / 6): same float outputs, no hardswish op
+    left in the graph, and its add / mul steps get their own fake-quantizers."""
+    pseudo = Q.prepare_qat(float_model, pseudo_hardswish=True)
+    hardswish = (torch.ops.aten.hardswish.default, torch.ops.aten.hardswish_.default)
+    assert not any(n.target in hardswish for n in pseudo.net.graph.nodes)
+    assert any(n.target in hardswish for n in prepared.net.graph.nodes)
+    assert len(Q.fake_quantizers(pseudo.net)) > len(Q.fake_quantizers(prepared.net))
+    Q.set_qat_phase(pseudo, False, fake_quant=False)
+    with torch.no_grad():
+        assert max_diff(pseudo(*inputs(7)), float_model(*inputs(7))) < 1e-4
+    assert pseudo.quantizer_settings["pseudo_hardswish"] is True
+
+
 def test_weight_fake_quant_uses_the_scales_convert_will_use(prepared):
     """torch's fused fake-quantizer computed affine scales for one-signed channels of per-channel
     symmetric weights, so the trained and the deployed weights differed."""

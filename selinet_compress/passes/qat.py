@@ -244,9 +244,24 @@ def _fast_patterns(graph: GraphModule) -> Iterator[None]:
 # The fake-quantized model
 
 
-def export_graph(model: SeLiNet) -> GraphModule:
-    """``torch.export`` of ``model`` (eval mode) with a dynamic batch axis, as a GraphModule."""
+class PseudoHardswish(nn.Module):
+    """hard-swish written as x * relu6(x + 3) / 6: the same function, as ops (add, clip, mul) that
+    the quantizer annotates one by one and XNNPACK runs in int8. LiteRT's int8 HARD_SWISH is not
+    delegated to XNNPACK (20 partitions in the litert-torch file, measured)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * nn.functional.hardtanh(x + 3.0, 0.0, 6.0) * (1.0 / 6.0)
+
+
+def export_graph(model: SeLiNet, pseudo_hardswish: bool = False) -> GraphModule:
+    """``torch.export`` of ``model`` (eval mode) with a dynamic batch axis, as a GraphModule;
+    ``pseudo_hardswish`` swaps every ``nn.Hardswish`` for :class:`PseudoHardswish` first."""
     model = copy.deepcopy(model).eval()
+    if pseudo_hardswish:
+        for module in list(model.modules()):
+            for name, child in list(module.named_children()):
+                if isinstance(child, nn.Hardswish):
+                    setattr(module, name, PseudoHardswish())
     batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
     # Traced with batch 2: batch 1 would let torch.export specialise the batch axis.
     example = model.example_inputs(2)
@@ -408,6 +423,7 @@ def prepare_qat(
     per_channel: bool = True,
     keep_float_modules: Iterable[str] = (),
     averaging_constant: float = 0.01,
+    pseudo_hardswish: bool = False,
 ) -> QatModel:
     """Export ``model`` and insert fake quantization (``prepare_qat_pt2e``); the model is not
     changed. The result is in eval mode; call ``train()`` before training it."""
@@ -417,9 +433,10 @@ def prepare_qat(
         "per_channel": bool(per_channel),
         "keep_float_modules": list(keep_float_modules),
         "averaging_constant": float(averaging_constant),
+        "pseudo_hardswish": bool(pseudo_hardswish),
     }
-    quantizer = build_quantizer(**settings)
-    graph = export_graph(model)
+    quantizer = build_quantizer(per_channel, keep_float_modules, averaging_constant)
+    graph = export_graph(model, pseudo_hardswish)
     with warnings.catch_warnings(), _fast_patterns(graph):
         warnings.simplefilter("ignore", UserWarning)
         graph = prepare_qat_pt2e(graph, quantizer)
@@ -552,7 +569,13 @@ def qat_hooks(
     keep = tuple(keep_float_modules)
 
     def prepare(model: nn.Module) -> nn.Module:
-        return prepare_qat(model, per_channel, keep, options.averaging_constant)  # type: ignore[arg-type]
+        return prepare_qat(
+            model,  # type: ignore[arg-type]
+            per_channel,
+            keep,
+            options.averaging_constant,
+            options.pseudo_hardswish,
+        )
 
     def set_mode(model: nn.Module, train: bool) -> None:
         model.train(train)

@@ -89,6 +89,7 @@ def _quantizer_settings(job: BuildJob) -> dict[str, Any]:
         "per_channel": job.recipe.per_channel,
         "keep_float_modules": list(job.recipe.keep_float_modules),
         "averaging_constant": options.averaging_constant,
+        "pseudo_hardswish": options.pseudo_hardswish,
     }
 
 

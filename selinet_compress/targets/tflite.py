@@ -239,7 +239,7 @@ class TFLiteTarget(Target):
         job.log("tflite: auditing (ops, precisions, XNNPACK delegation) ...")
         audit = audit_tflite(final)
         if precision in ("int8_static", "int8_qat") and not audit["full_integer"]:
-            job.warn(f"the int8_static file is not full-integer: {audit['what_it_is']}")
+            job.warn(f"the {precision} file is not full-integer: {audit['what_it_is']}")
         xnn = audit.get("xnnpack") or {}
         if xnn.get("not_delegated"):
             job.warn(
