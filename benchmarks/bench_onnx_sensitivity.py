@@ -129,6 +129,8 @@ def main() -> int:
                 file=sys.stderr,
             )
 
+            # What the recipe itself keeps in float (modules, nodes, output layers) is the base.
+            base_exclude = OnnxTarget()._keep_float(job, pre_model, scopes)
             # label -> (modules kept float, op types left unquantized)
             variants: dict[str, tuple[list[str], list[str]]] = {"(none: all int8)": ([], [])}
             if args.modules:
@@ -154,7 +156,7 @@ def main() -> int:
                     per_channel=recipe.per_channel,
                     reduce_range=recipe.reduce_range,
                     op_types=op_types,
-                    exclude_nodes=list(recipe.keep_float_nodes) + exclude,
+                    exclude_nodes=sorted(set(base_exclude) | set(exclude)),
                     quant_format=options.quant_format,
                     activation_symmetric=recipe.calibration.symmetric,
                     extra_options=options.extra_options,
