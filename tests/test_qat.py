@@ -129,6 +129,23 @@ def test_pseudo_hardswish_is_the_same_function_with_its_own_quantizers(float_mod
     assert pseudo.quantizer_settings["pseudo_hardswish"] is True
 
 
+def test_float_outputs_leave_the_output_layers_unquantized(float_model, prepared):
+    """keep_outputs_float: the layers producing the outputs get no fake-quantizer (weights, input or
+    output); by default they are quantized like every other linear layer."""
+
+    def output_layers(model):
+        output = next(n for n in model.net.graph.nodes if n.op == "output")
+        return Q._flat_nodes(output.args)
+
+    for node in output_layers(prepared):  # default: output fake-quantized, weight fake-quantized
+        assert node.op == "call_module"
+    floated = Q.prepare_qat(float_model, float_outputs=True)
+    layers = output_layers(floated)
+    assert [n.target for n in layers] == [torch.ops.aten.linear.default] * 2
+    assert all(n.args[1].op == "get_attr" for n in layers)  # the weight goes in unquantized
+    assert floated.quantizer_settings["float_outputs"] is True
+
+
 def test_weight_fake_quant_uses_the_scales_convert_will_use(prepared):
     """torch's fused fake-quantizer computed affine scales for one-signed channels of per-channel
     symmetric weights, so the trained and the deployed weights differed."""

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 
 def tiny_recipe(path, epochs: int = 2):
     path.write_text(
-        "description: short QAT for tests\nprecision: int8_qat\n"
+        "description: short QAT for tests\nprecision: int8_qat\nkeep_outputs_float: true\n"
         f"qat: {{epochs: {epochs}, batch_size: 8, limit_train: 16, freeze_bn_epoch: 1,"
         " freeze_observers_epoch: 2}\n"
     )
@@ -58,6 +58,11 @@ def test_quantize_int8_qat_onnx_then_tflite_share_one_run(setup, tmp_path, cli):
     assert quantized["qat"]["wall_seconds"] > 0 and quantized["export"]["activation_type"] == "uint8"
     runtime = sidecar["audit"]["runtime"]
     assert runtime["ops_by_precision"]["QLinearConv"]["int8"] == sidecar["audit"]["node_counts"]["Conv"]
+    assert (
+        runtime["ops_by_precision"]["Gemm"].get("fp32", 0)
+        + runtime["ops_by_precision"].get("FusedGemm", {}).get("fp32", 0)
+        >= 2
+    )  # the two output layers stayed float (keep_outputs_float)
     outputs = open_runner(onnx_path).run({"body": np.zeros((2, 3, 64, 64), np.float32)})
     assert outputs["emotions"].shape == (2, 26) and np.isfinite(outputs["emotions"]).all()
 

@@ -59,10 +59,15 @@ MAX_BATCH = 4096
 
 
 def build_quantizer(
-    per_channel: bool = True, keep_float_modules: Iterable[str] = (), averaging_constant: float = 0.01
+    per_channel: bool = True,
+    keep_float_modules: Iterable[str] = (),
+    averaging_constant: float = 0.01,
+    float_outputs: bool = False,
 ):
     """An XNNPACK-style PT2E quantizer for QAT: int8 per-tensor affine activations, symmetric int8
-    weights (per output channel when ``per_channel``); modules in ``keep_float_modules`` stay float."""
+    weights (per output channel when ``per_channel``); modules in ``keep_float_modules`` stay float,
+    and with ``float_outputs`` the layers producing the model's outputs too (see
+    :func:`keep_output_layers_float`)."""
     from torchao.quantization.pt2e import (
         FakeQuantize,
         MovingAverageMinMaxObserver,
@@ -76,6 +81,8 @@ def build_quantizer(
         def annotate(self, model: GraphModule) -> GraphModule:
             model = super().annotate(model)
             quantize_after_relu6(model)
+            if float_outputs:
+                keep_output_layers_float(model)
             return model
 
     with warnings.catch_warnings():  # "XNNPACKQuantizer is deprecated" (moved to executorch)
@@ -139,6 +146,25 @@ def quantize_after_relu6(graph: GraphModule) -> int:
         node.meta["quantization_annotation"] = QuantizationAnnotation(output_qspec=spec, _annotated=True)
         moved += 1
     return moved
+
+
+def keep_output_layers_float(graph: GraphModule) -> list[str]:
+    """Drop the quantization annotation of the ops whose results are the model's outputs (the two
+    head output layers): their weights, input and output stay float. 8-bit output scores take at
+    most 256 values per class and the ties cost AP, which ranks persons by score (measured for
+    int8_static, README "ONNX recipes"); fine-tuning cannot undo a tie. Returns the node names."""
+    output = next(n for n in graph.graph.nodes if n.op == "output")
+    kept = []
+    for node in _flat_nodes(output.args):
+        if node.meta.pop("quantization_annotation", None) is not None:
+            kept.append(node.name)
+    return kept
+
+
+def _flat_nodes(args: Any) -> list:
+    found: list = []
+    torch.fx.node.map_arg(args, found.append)
+    return found
 
 
 # ---------------------------------------------------------------------------------------------
@@ -424,6 +450,7 @@ def prepare_qat(
     keep_float_modules: Iterable[str] = (),
     averaging_constant: float = 0.01,
     pseudo_hardswish: bool = False,
+    float_outputs: bool = False,
 ) -> QatModel:
     """Export ``model`` and insert fake quantization (``prepare_qat_pt2e``); the model is not
     changed. The result is in eval mode; call ``train()`` before training it."""
@@ -434,8 +461,9 @@ def prepare_qat(
         "keep_float_modules": list(keep_float_modules),
         "averaging_constant": float(averaging_constant),
         "pseudo_hardswish": bool(pseudo_hardswish),
+        "float_outputs": bool(float_outputs),
     }
-    quantizer = build_quantizer(per_channel, keep_float_modules, averaging_constant)
+    quantizer = build_quantizer(per_channel, keep_float_modules, averaging_constant, float_outputs)
     graph = export_graph(model, pseudo_hardswish)
     with warnings.catch_warnings(), _fast_patterns(graph):
         warnings.simplefilter("ignore", UserWarning)
@@ -559,7 +587,10 @@ def load_qat_checkpoint(path: str | os.PathLike) -> tuple[QatModel, dict]:
 
 
 def qat_hooks(
-    options: QatOptions, per_channel: bool = True, keep_float_modules: Iterable[str] = ()
+    options: QatOptions,
+    per_channel: bool = True,
+    keep_float_modules: Iterable[str] = (),
+    float_outputs: bool = False,
 ) -> TrainHooks:
     """What :func:`selinet_compress.train.train` needs to fine-tune with fake quantization: build
     the QatModel from the float model, switch its phase, freeze BN statistics / observers at the
@@ -575,6 +606,7 @@ def qat_hooks(
             keep,
             options.averaging_constant,
             options.pseudo_hardswish,
+            float_outputs,
         )
 
     def set_mode(model: nn.Module, train: bool) -> None:

@@ -90,6 +90,7 @@ def _quantizer_settings(job: BuildJob) -> dict[str, Any]:
         "keep_float_modules": list(job.recipe.keep_float_modules),
         "averaging_constant": options.averaging_constant,
         "pseudo_hardswish": options.pseudo_hardswish,
+        "float_outputs": job.recipe.keep_outputs_float,
     }
 
 
@@ -173,7 +174,9 @@ def run_qat(job: BuildJob) -> QatRun:
             force=not resume,
             progress=job.progress,
             log=job.log,
-            hooks=qat_hooks(options, job.recipe.per_channel, job.recipe.keep_float_modules),
+            hooks=qat_hooks(
+                options, job.recipe.per_channel, job.recipe.keep_float_modules, job.recipe.keep_outputs_float
+            ),
         )
         wall = round(time.perf_counter() - started, 1)
     history = json.loads(summary.read_text(encoding="utf-8"))

@@ -67,6 +67,8 @@ class TFLiteTarget(Target):
     name = "tflite"
     suffix = ".tflite"
     precisions = ("fp32", "fp16", "int8_dynamic", "int8_static", "int8_qat")
+    # int8_qat only (its quantizer leaves the output layers unannotated); refused below otherwise.
+    optional_knobs = frozenset({"keep_outputs_float"})
     packages = ("torch", "onnx", "onnxscript", "onnx2tf", "tensorflow", "ai-edge-litert", "numpy")
 
     def check_recipe(self, recipe: Recipe) -> str | None:
@@ -75,6 +77,8 @@ class TFLiteTarget(Target):
             from selinet_compress.passes.qat_build import check_tflite_recipe
 
             return check_tflite_recipe(recipe)
+        if recipe.keep_outputs_float:
+            return "keep_outputs_float is built on TFLite by int8_qat recipes only"
         if recipe.keep_float_modules or recipe.keep_float_nodes:
             return "keep_float_modules / keep_float_nodes are not supported by the TFLite converters"
         if recipe.precision == "int8_static" and recipe.calibration.method != "minmax":
