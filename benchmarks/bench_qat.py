@@ -110,7 +110,10 @@ def main() -> int:
     parser.add_argument("--qat-limit-train", type=int, default=None, help="QAT samples per epoch")
     parser.add_argument("--qat-limit-val", type=int, default=None, help="QAT validation samples")
     parser.add_argument("--qat-lr", type=float, default=None, help="override the QAT learning rate")
-    parser.add_argument("--static-recipe", default="int8_static")
+    parser.add_argument("--static-recipe", default="int8_static", help="the recipe the goal compares with")
+    parser.add_argument(
+        "--also", default="int8_static_float_outputs", help="comma-separated recipes shown beside (no goal)"
+    )
     parser.add_argument("--targets", default="onnx,tflite")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=10, help="interleaved latency rounds")
@@ -128,15 +131,22 @@ def main() -> int:
     from selinet_compress.metrics import bootstrap_delta_map
     from selinet_compress.model.selinet import SeLiNetConfig
     from selinet_compress.recipes import load_recipe
+    from selinet_compress.targets import unsupported_reason
 
     targets = [t.strip() for t in args.targets.split(",") if t.strip()]
     args.qat_recipe = shortened_recipe(args)
-    recipes = ["fp32", args.static_recipe, args.qat_recipe]
+    also = [r.strip() for r in args.also.split(",") if r.strip()]
+    recipes = ["fp32", args.static_recipe, *also, args.qat_recipe]
     label = {r: load_recipe(r).name for r in recipes}
     try:
         artifacts: dict[tuple[str, str], tuple[Path, float | None]] = {}
+        skipped: dict[tuple[str, str], str] = {}
         for target in targets:
             for recipe in recipes:
+                reason = unsupported_reason(recipe, target)
+                if reason:
+                    skipped[recipe, target] = reason
+                    continue
                 artifacts[recipe, target] = build(args, recipe, target)
         progress = not args.quiet
         reference = evaluate(
@@ -166,7 +176,9 @@ def main() -> int:
         sample = next(iterate_batches(open_split(args.data, args.split), 1, config))
         timing = {}
         for target in targets:
-            models = {recipe: artifacts[recipe, target][0] for recipe in recipes}
+            models = {
+                recipe: artifacts[recipe, target][0] for recipe in recipes if (recipe, target) in artifacts
+            }
             for recipe, record in latencies(models, sample, args.threads, args.rounds, args.runs).items():
                 timing[recipe, target] = record
         load_during = os.getloadavg()[0]
@@ -196,6 +208,9 @@ def main() -> int:
     for target in targets:
         runtime = "onnxruntime" if target == "onnx" else "LiteRT"
         for recipe in recipes:
+            if (recipe, target) in skipped:
+                lines.append(f"| {label[recipe]} | {target} | unsupported: {skipped[recipe, target]} |")
+                continue
             r, t = results[recipe, target], timing[recipe, target]
             fp32 = results["fp32", target]
             if recipe == args.qat_recipe:
@@ -255,6 +270,7 @@ def main() -> int:
                     "map": reference.metrics["map"],
                     "map_boosted": reference.metrics["map_boosted"],
                 },
+                "skipped": {f"{label[r]}/{t}": why for (r, t), why in skipped.items()},
                 "results": {
                     f"{label[r]}/{t}": {k: v for k, v in results[r, t].items() if k != "sidecar"}
                     | {"latency": timing[r, t]}
