@@ -11,8 +11,20 @@ from conftest import assert_one_line_error
 from selinet_compress.checkpoint import save_checkpoint
 from selinet_compress.model.selinet import SeLiNetConfig, build_model
 
-KEYS = {"p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "size_mb", "peak_rss_mb", "load_ms", "throughput",
-        "environment", "runtime", "timing"}
+KEYS = {
+    "p50_ms",
+    "p90_ms",
+    "p99_ms",
+    "mean_ms",
+    "std_ms",
+    "size_mb",
+    "peak_rss_mb",
+    "load_ms",
+    "throughput",
+    "environment",
+    "runtime",
+    "timing",
+}
 
 
 @pytest.fixture(scope="module")

@@ -41,6 +41,13 @@ from selinet_compress.commands.common import ablation_options, config_from_optio
 )
 @click.option("--lr-step", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--momentum", type=click.FloatRange(0, 1), default=0.9, show_default=True)
+@click.option(
+    "--optimizer",
+    type=click.Choice(["sgd", "adamw"]),
+    default="sgd",
+    show_default=True,
+    help="The paper's SGD, or AdamW (reaches a usable model in far fewer steps from scratch).",
+)
 @click.option("--weight-decay", type=click.FloatRange(min=0), default=5e-4, show_default=True)
 @click.option(
     "--lambda",
@@ -61,6 +68,13 @@ from selinet_compress.commands.common import ablation_options, config_from_optio
     "--freeze-trunks/--train-trunks",
     default=None,
     help="Freeze both trunks up to their last layer (default: only when starting from pretrained trunks).",
+)
+@click.option(
+    "--bn-momentum",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=0.1,
+    show_default=True,
+    help="BatchNorm momentum while training (MobileNetV3's own 0.01 lags badly in short runs).",
 )
 @click.option("--augment/--no-augment", default=True, show_default=True)
 @click.option(

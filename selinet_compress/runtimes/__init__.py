@@ -4,9 +4,11 @@ Importing this package registers every runner; heavy runtime libraries are impor
 runner opens a model.
 """
 
-from selinet_compress.runtimes import torch_runner  # noqa: F401  (registers "torch")
-from selinet_compress.runtimes import onnx_runner  # noqa: F401  (registers "onnx")
-from selinet_compress.runtimes import tflite_runner  # noqa: F401  (registers "tflite")
+from selinet_compress.runtimes import (
+    onnx_runner,  # noqa: F401  (registers "onnx")
+    tflite_runner,  # noqa: F401  (registers "tflite")
+    torch_runner,  # noqa: F401  (registers "torch")
+)
 from selinet_compress.runtimes.base import RUNTIMES, Runner, open_runner, target_for_path
 
 __all__ = ["RUNTIMES", "Runner", "open_runner", "target_for_path"]
