@@ -103,6 +103,20 @@ def test_sweep_bad_input(setup, tmp_path, cli):
     )
 
 
+def test_target_whose_runtime_is_not_installed_becomes_unsupported_rows(setup, tmp_path, monkeypatch, cli):
+    from selinet_compress.targets.tflite import TFLiteTarget
+
+    root, checkpoint, _ = setup
+    # an environment without the LiteRT interpreter: the module name simply does not resolve
+    monkeypatch.setattr(TFLiteTarget, "runtime_modules", (("ai_edge_litert_absent", "ai-edge-litert"),))
+    results = sweep(checkpoint, root / "data", tmp_path / "r", ["fp32"], ["tflite"], FAST, progress=False)
+    rows = _rows(results)
+    tflite = [r for (_, target), r in rows.items() if target == "tflite"]
+    assert tflite and all(r["status"] == "unsupported" for r in tflite)
+    assert "ai_edge_litert_absent, which is not installed (pip install ai-edge-litert)" in tflite[0]["reason"]
+    assert rows[("fp32", "torch")]["status"] == "ok"  # the rest of the sweep goes on
+
+
 def test_every_target_offers_its_variants():
     names = [c.name for c in plan_cells(["int8_static"], None)]
     assert names == ["int8_static.onnx", "int8_static.tflite.onnx2tf", "int8_static.tflite.litert-torch"]

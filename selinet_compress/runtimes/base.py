@@ -71,4 +71,7 @@ def open_runner(
         raise UserError(f"no such file: {path}")
     target = target or target_for_path(path)
     runner_cls = RUNTIMES.get(target)
-    return runner_cls.open(path, threads=threads, **options)  # type: ignore[attr-defined]
+    try:
+        return runner_cls.open(path, threads=threads, **options)  # type: ignore[attr-defined]
+    except ModuleNotFoundError as exc:
+        raise UserError(f"the {target} runtime is not installed: {exc}") from None

@@ -35,9 +35,15 @@ class Target(ABC):
     # Optional recipe knobs this target implements; a recipe that sets another one is refused
     # rather than built without it.
     optional_knobs: ClassVar[frozenset[str]] = frozenset()
+    # Modules the target needs to build and run its files, each with the pip requirement that
+    # provides it: a missing one makes every cell of this target "unsupported" with that reason.
+    runtime_modules: ClassVar[tuple[tuple[str, str], ...]] = ()
 
     def supports(self, recipe: Recipe) -> str | None:
         """None when this target can build ``recipe``, else the reason it cannot."""
+        missing = self.missing_runtime()
+        if missing:
+            return missing
         if recipe.targets and self.name not in recipe.targets:
             return f"recipe '{recipe.name}' is restricted to targets: {', '.join(recipe.targets)}"
         if recipe.keep_outputs_float and "keep_outputs_float" not in self.optional_knobs:
@@ -48,6 +54,18 @@ class Target(ABC):
                 f"(it builds {', '.join(self.precisions)})"
             )
         return self.check_recipe(recipe)
+
+    def missing_runtime(self) -> str | None:
+        """The reason this target cannot work in this environment (a module not installed)."""
+        import importlib.util
+
+        for module, requirement in self.runtime_modules:
+            if importlib.util.find_spec(module) is None:
+                return (
+                    f"the {self.name} target needs {module}, which is not installed "
+                    f"(pip install {requirement})"
+                )
+        return None
 
     def variants(self, recipe: Recipe) -> list[tuple[str | None, Recipe]]:
         """The ways this target can build ``recipe`` that a sweep should put side by side, each

@@ -50,6 +50,7 @@ class OnnxTarget(Target):
     name = "onnx"
     suffix = ".onnx"
     precisions = ("fp32", "fp16", "int8_dynamic", "int8_static", "int8_qat")
+    runtime_modules = (("onnxruntime", "onnxruntime"), ("onnx", "onnx"))
     packages = ("torch", "onnx", "onnxscript", "onnxruntime", "numpy")
     optional_knobs = frozenset({"keep_outputs_float"})
 

@@ -67,6 +67,7 @@ class TFLiteTarget(Target):
     name = "tflite"
     suffix = ".tflite"
     precisions = ("fp32", "fp16", "int8_dynamic", "int8_static", "int8_qat")
+    runtime_modules = (("ai_edge_litert", "ai-edge-litert"),)
     # int8_qat only (its quantizer leaves the output layers unannotated); refused below otherwise.
     optional_knobs = frozenset({"keep_outputs_float"})
     packages = ("torch", "onnx", "onnxscript", "onnx2tf", "tensorflow", "ai-edge-litert", "numpy")
@@ -97,6 +98,13 @@ class TFLiteTarget(Target):
             if recipe.precision not in PRECISIONS:
                 return f"litert-torch builds {', '.join(PRECISIONS)} for this model, not {recipe.precision}"
             return available()
+        import importlib.util
+
+        if importlib.util.find_spec("onnx2tf") is None:
+            return (
+                "onnx2tf is not installed (scripts/install.sh installs it: "
+                "pip install --no-deps onnx2tf==2.6.9)"
+            )
         return None
 
     def variants(self, recipe: Recipe) -> list[tuple[str | None, Recipe]]:
