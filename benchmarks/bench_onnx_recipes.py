@@ -56,32 +56,15 @@ def build_all(args, recipes: list[str]) -> dict[str, Path]:
 
 def latencies(models: dict[str, Path], sample: dict, threads: int, rounds: int, runs: int) -> dict[str, dict]:
     """p50 / p90 ms per model, measured in interleaved rounds (see module docstring)."""
-    import numpy as np
-
+    from selinet_compress.bench import interleaved_latency
     from selinet_compress.runtimes import open_runner
 
-    runners = {name: open_runner(path, threads=threads) for name, path in models.items()}
-    for runner in runners.values():
+    calls = {}
+    for name, path in models.items():
+        runner = open_runner(path, threads=threads)
         inputs = {n: sample[n] for n in runner.input_names}
-        for _ in range(5):
-            runner.run(inputs)
-    times: dict[str, list[float]] = {name: [] for name in runners}
-    for _ in range(rounds):
-        for name, runner in runners.items():
-            inputs = {n: sample[n] for n in runner.input_names}
-            for _ in range(runs):
-                start = time.perf_counter()
-                runner.run(inputs)
-                times[name].append((time.perf_counter() - start) * 1000)
-    return {
-        name: {
-            "p50_ms": float(np.percentile(t, 50)),
-            "p90_ms": float(np.percentile(t, 90)),
-            "min_ms": float(np.min(t)),
-            "n": len(t),
-        }
-        for name, t in times.items()
-    }
+        calls[name] = lambda runner=runner, inputs=inputs: runner.run(inputs)
+    return interleaved_latency(calls, rounds, runs)
 
 
 def main() -> int:

@@ -91,32 +91,14 @@ def build_all(args, variants) -> tuple[dict[str, Path], dict[str, str]]:
 
 def latencies(models: dict[str, Path], sample: dict, threads: int, rounds: int, runs: int) -> dict[str, dict]:
     """invoke() p50 / p90 / min ms per model, in interleaved rounds (see module docstring)."""
-    import numpy as np
-
+    from selinet_compress.bench import interleaved_latency
     from selinet_compress.runtimes.tflite_runner import LiteRTRunner
 
     runners = {name: LiteRTRunner.open(path, threads=threads) for name, path in models.items()}
     for runner in runners.values():
         runner.run({n: sample[n] for n in runner.input_names})  # sets the input tensors once
-        for _ in range(5):
-            runner.invoke_once()
-    times: dict[str, list[float]] = {name: [] for name in runners}
-    for _ in range(rounds):
-        for name, runner in runners.items():
-            for _ in range(runs):
-                start = time.perf_counter()
-                runner.invoke_once()
-                times[name].append((time.perf_counter() - start) * 1000)
-    return {
-        name: {
-            "p50_ms": float(np.percentile(t, 50)),
-            "p90_ms": float(np.percentile(t, 90)),
-            "min_ms": float(np.min(t)),
-            "n": len(t),
-            "load_seconds": runners[name].load_seconds,
-        }
-        for name, t in times.items()
-    }
+    timing = interleaved_latency({name: r.invoke_once for name, r in runners.items()}, rounds, runs)
+    return {name: t | {"load_seconds": runners[name].load_seconds} for name, t in timing.items()}
 
 
 def main() -> int:

@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +133,36 @@ def bench_model(
         reason = errors[-1][7:] if errors else (proc.stderr.strip().splitlines() or ["no output"])[-1]
         raise UserError(f"benchmark of {path} failed: {reason}")
     return json.loads(lines[-1])
+
+
+def interleaved_latency(
+    calls: dict[str, Callable[[], object]], rounds: int, runs: int, warmup: int = 5
+) -> dict[str, dict[str, float]]:
+    """p50 / p90 / min ms of each call, timed in interleaved rounds (``runs`` calls of each model
+    per round): on a shared machine a burst of load then slows every model alike, so *ratios*
+    from one such measurement hold where back-to-back runs would not. For benchmark scripts that
+    compare models loaded in one process; ``bench`` measures each model in its own process."""
+    import numpy as np
+
+    for call in calls.values():
+        for _ in range(warmup):
+            call()
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(rounds):
+        for name, call in calls.items():
+            for _ in range(runs):
+                start = time.perf_counter()
+                call()
+                times[name].append((time.perf_counter() - start) * 1000)
+    return {
+        name: {
+            "p50_ms": float(np.percentile(t, 50)),
+            "p90_ms": float(np.percentile(t, 90)),
+            "min_ms": float(np.min(t)),
+            "n": len(t),
+        }
+        for name, t in times.items()
+    }
 
 
 def model_files(path: str | os.PathLike, target: str | None = None) -> list[Path]:

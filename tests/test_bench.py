@@ -64,3 +64,15 @@ def test_bench_bad_input(small_models, tmp_path, cli):
     assert_one_line_error(cli("bench", tmp_path / "empty"), "no model files")
     (tmp_path / "broken.pt").write_text("garbage")
     assert_one_line_error(cli("bench", tmp_path / "broken.pt", "--runs", "2"), "not a PyTorch checkpoint")
+
+
+def test_interleaved_latency_times_every_model_in_every_round():
+    from selinet_compress.bench import interleaved_latency
+
+    order: list[str] = []
+    timing = interleaved_latency(
+        {"a": lambda: order.append("a"), "b": lambda: order.append("b")}, 3, 2, warmup=1
+    )
+    assert order == ["a", "b"] + ["a", "a", "b", "b"] * 3  # warm-up, then rounds alternate models
+    assert {t["n"] for t in timing.values()} == {6}
+    assert all(0 <= t["min_ms"] <= t["p50_ms"] <= t["p90_ms"] for t in timing.values())
