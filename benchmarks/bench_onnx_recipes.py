@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+from bench_common import reference_header
+
 GOALS = {"size_ratio": 0.28, "delta_ap_points": -0.5, "latency_ratio": 0.6}
 
 
@@ -239,14 +241,7 @@ def main() -> int:
         write_json_atomic(
             args.json,
             {
-                "checkpoint": str(args.checkpoint),
-                "data": str(args.data),
-                "split": args.split,
-                "n": reference.n,
-                "pytorch_fp32": {
-                    "map": reference.metrics["map"],
-                    "map_boosted": reference.metrics["map_boosted"],
-                },
+                **reference_header(args, reference),
                 "recipes": {
                     names[r]: {k: v for k, v in results[r].items() if k != "sidecar"} | {"latency": timing[r]}
                     for r in recipes

@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_common import reference_header
 from bench_onnx_recipes import latencies  # interleaved timing, shared with that benchmark
 
 GOAL_POINTS = -0.3
@@ -262,14 +263,7 @@ def main() -> int:
         write_json_atomic(
             args.json,
             {
-                "checkpoint": str(args.checkpoint),
-                "data": str(args.data),
-                "split": args.split,
-                "n": reference.n,
-                "pytorch_fp32": {
-                    "map": reference.metrics["map"],
-                    "map_boosted": reference.metrics["map_boosted"],
-                },
+                **reference_header(args, reference),
                 "skipped": {f"{label[r]}/{t}": why for (r, t), why in skipped.items()},
                 "results": {
                     f"{label[r]}/{t}": {k: v for k, v in results[r, t].items() if k != "sidecar"}

@@ -26,6 +26,8 @@ import sys
 import time
 from pathlib import Path
 
+from bench_common import reference_header
+
 GOALS = {"size_ratio": 0.28, "delta_ap_points": -0.7, "latency_ratio": 0.9, "fp16_delta_ap_points": 0.1}
 # (row name, recipe, tflite section changes, recipe field changes)
 VARIANTS = [
@@ -226,14 +228,7 @@ def main() -> int:
         write_json_atomic(
             args.json,
             {
-                "checkpoint": str(args.checkpoint),
-                "data": str(args.data),
-                "split": args.split,
-                "n": reference.n,
-                "pytorch_fp32": {
-                    "map": reference.metrics["map"],
-                    "map_boosted": reference.metrics["map_boosted"],
-                },
+                **reference_header(args, reference),
                 "variants": {
                     n: {k: v for k, v in results[n].items() if k != "sidecar"}
                     | {"latency": timing[n], "audit": results[n]["sidecar"]["audit"]}
