@@ -63,6 +63,11 @@ class LazyGroup(click.Group):
 def main() -> None:
     """Compress a SeLiNet emotion-recognition checkpoint to int8 ONNX / TFLite and measure what it
     costs in AP and buys in size and speed."""
+    import warnings
+
+    # torch 2.13's own export internals trip this deprecation on every graph capture; it is not
+    # the user's to act on and would bury our progress lines.
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)", category=FutureWarning)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -94,9 +94,14 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0][:300] if text else ''}".rstrip(": ")
 
 
-def plan_cells(recipes: Sequence[str] | None, targets: Sequence[str] | None) -> list[Cell]:
+def plan_cells(
+    recipes: Sequence[str] | None,
+    targets: Sequence[str] | None,
+    variants: Sequence[str] | None = None,
+) -> list[Cell]:
     """The matrix, in a stable order: recipes as listed (default: every built-in recipe), each on
-    every target, and on every variant a target offers for it (e.g. TFLite's two converters)."""
+    every target, and on every variant a target offers for it (e.g. TFLite's two converters;
+    ``variants`` keeps only the named ones where a target offers several)."""
     from selinet_compress.recipes import PRECISIONS, builtin_names, load_recipe
     from selinet_compress.targets import TARGETS
 
@@ -108,7 +113,10 @@ def plan_cells(recipes: Sequence[str] | None, targets: Sequence[str] | None) -> 
     cells = []
     for recipe in recipe_list:
         for target, builder in builders.items():
-            for label, variant in builder.variants(recipe):
+            offered = builder.variants(recipe)
+            for label, variant in offered:
+                if variants and len(offered) > 1 and label not in variants:
+                    continue
                 cells.append(Cell(recipe.name, target, recipe.precision, label, variant))
     return cells
 
@@ -358,8 +366,10 @@ def sweep(
     settings: SweepSettings | None = None,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
+    variants: Sequence[str] | None = None,
 ) -> Path:
-    """Run (or resume) the matrix into ``run_dir``; returns ``run_dir/results.json``."""
+    """Run (or resume) the matrix into ``run_dir``; returns ``run_dir/results.json``.
+    ``variants`` keeps only these of a target's variants (e.g. ``["onnx2tf"]``: one TFLite converter)."""
     from tqdm.auto import tqdm
 
     from selinet_compress.checkpoint import load_model
@@ -371,7 +381,7 @@ def sweep(
     checkpoint, data_dir, run = Path(checkpoint), Path(data_dir), Path(run_dir)
     model, _ = load_model(checkpoint)  # a bad checkpoint or data folder fails before any work
     split = open_split(data_dir, settings.split, settings.layout)
-    cells = plan_cells(recipes, targets)
+    cells = plan_cells(recipes, targets, variants)
     run.mkdir(parents=True, exist_ok=True)
     manifest_path = run / "sweep.json"
     manifest = {

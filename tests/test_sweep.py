@@ -94,6 +94,10 @@ def test_sweep_bad_input(setup, tmp_path, cli):
         "int8_static",
     )
     assert_one_line_error(
+        cli("sweep", checkpoint, "--data", root / "data", "--out", tmp_path / "r", "--converters", "tf"),
+        "unknown converter 'tf'",
+    )
+    assert_one_line_error(
         cli("sweep", tmp_path / "none.pt", "--data", root / "data", "--out", tmp_path / "r"), "no such file"
     )
     other = save_checkpoint(build_model(SMALL, seed=1), tmp_path / "other.pt")
@@ -120,6 +124,8 @@ def test_target_whose_runtime_is_not_installed_becomes_unsupported_rows(setup, t
 def test_every_target_offers_its_variants():
     names = [c.name for c in plan_cells(["int8_static"], None)]
     assert names == ["int8_static.onnx", "int8_static.tflite.onnx2tf", "int8_static.tflite.litert-torch"]
+    names = [c.name for c in plan_cells(["int8_static"], None, variants=["onnx2tf"])]
+    assert names == ["int8_static.onnx", "int8_static.tflite.onnx2tf"]
 
 
 @pytest.mark.slow

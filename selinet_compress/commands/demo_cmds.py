@@ -15,7 +15,11 @@ import click
     show_default=True,
     help="Folder for the data, model, artifacts and report (resumable).",
 )
-@click.option("--quick", is_flag=True, help="Smaller data, 2 epochs, four recipes (about 5 minutes).")
+@click.option(
+    "--quick",
+    is_flag=True,
+    help="Smaller data, 2 epochs, fp32 and int8_static on ONNX and TFLite (onnx2tf); under 5 minutes.",
+)
 @click.option(
     "--reports-dir",
     type=click.Path(file_okay=False, path_type=Path),

@@ -31,6 +31,11 @@ def _names(value: str | None) -> list[str] | None:
     "--recipes", default=None, help="Comma-separated recipe names or YAML paths (default: all built-in)."
 )
 @click.option("--targets", default=None, help="Comma-separated targets (default: all: onnx, tflite).")
+@click.option(
+    "--converters",
+    default=None,
+    help="Comma-separated TFLite converters to put side by side (default: both: onnx2tf, litert-torch).",
+)
 @click.option("--split", default="test", show_default=True, help="Split every variant is evaluated on.")
 @click.option(
     "--limit", type=click.IntRange(min=1), default=None, help="Evaluate on the first N samples only."
@@ -53,6 +58,7 @@ def sweep_command(
     run_dir: Path,
     recipes: str | None,
     targets: str | None,
+    converters: str | None,
     split: str,
     limit: int | None,
     threads: int,
@@ -62,12 +68,20 @@ def sweep_command(
 ) -> None:
     """Build, evaluate (AP on the target's own runtime) and benchmark every recipe x target cell,
     plus the PyTorch fp32 reference; failures become rows. Writes RUN/results.json and .csv."""
+    from selinet_compress.errors import UserError, did_you_mean
     from selinet_compress.sweep import SweepSettings, summary_lines, sweep
+
+    known = ("onnx2tf", "litert-torch")
+    for name in _names(converters) or ():
+        if name not in known:
+            raise UserError(f"unknown converter '{name}'{did_you_mean(name, known)}")
 
     settings = SweepSettings(
         split=split, limit=limit, threads=threads, bench_runs=runs, bench_warmup=warmup, layout=layout
     )
-    results = sweep(checkpoint, data_dir, run_dir, _names(recipes), _names(targets), settings)
+    results = sweep(
+        checkpoint, data_dir, run_dir, _names(recipes), _names(targets), settings, variants=_names(converters)
+    )
     for line in summary_lines(results):
         click.echo(line, err=True)
     click.echo(f"next: selinet-compress report {run_dir}", err=True)
