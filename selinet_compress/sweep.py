@@ -459,13 +459,14 @@ def summary_lines(results_path: Path) -> list[str]:
 
     results = json.loads(results_path.read_text(encoding="utf-8"))
     metric = "map_boosted" if results.get("has_sentiment") else "map"
-    lines = [f"{'variant':<30}{'target':<8}{'status':<12}{'MB':>8}{'mAP':>8}{'ΔAP':>8}{'p50 ms':>9}"]
-    for row in results["rows"]:
+    names = [r["variant"] + (f" ({r['converter']})" if r.get("converter") else "") for r in results["rows"]]
+    width = max([len("variant"), *map(len, names)]) + 2
+    lines = [f"{'variant':<{width}}{'target':<8}{'status':<12}{'MB':>8}{'mAP':>8}{'ΔAP':>8}{'p50 ms':>9}"]
+    for name, row in zip(names, results["rows"], strict=True):
         delta = (row.get("delta") or {}).get(metric, {}).get("delta")
-        name = row["variant"] + (f" ({row['converter']})" if row.get("converter") else "")
         ap = row.get(metric)
         lines.append(
-            f"{name:<30}{row['target']:<8}{row['status']:<12}{_fmt(row.get('size_mb')):>8}"
+            f"{name:<{width}}{row['target']:<8}{row['status']:<12}{_fmt(row.get('size_mb')):>8}"
             f"{_fmt(ap * 100 if ap is not None else None):>8}"
             f"{_fmt(delta * 100 if delta is not None else None, signed=True):>8}{_fmt(row.get('p50_ms')):>9}"
         )
