@@ -116,6 +116,7 @@ def bench_model(
         raise UserError(f"{path} is a {detected} model, not a {target} one")
     args = [
         sys.executable,
+        "-P",  # never import a different selinet_compress from the working directory
         "-m",
         "selinet_compress.bench",
         str(path),

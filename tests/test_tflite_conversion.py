@@ -175,3 +175,35 @@ def test_float_ops_stay_float_and_every_op_runs_in_xnnpack(base, tmp_path):
     assert audit["what_it_is"] == "mixed: int8 with 4 op(s) in float"
     assert audit["xnnpack"]["not_delegated"] == {} and audit["xnnpack"]["partitions"] == 1
     assert all(entry["cosine"] > 0.98 for entry in _agreement(base, final).values())
+
+
+def test_float_outputs_keep_the_output_layers_float_and_the_rest_int8(base, tmp_path):
+    from tflite_fixtures import tiny_config
+
+    from selinet_compress.passes.tflite_metadata import finalize_tflite
+    from selinet_compress.passes.tflite_onnx2tf import TFLiteSettings, convert_onnx_to_tflite
+    from selinet_compress.runtimes.tflite_runner import LiteRTRunner
+
+    setup = tiny_setup(base)
+    raw = tmp_path / "raw.tflite"
+    _, records = convert_onnx_to_tflite(
+        setup.onnx,
+        raw,
+        TFLiteSettings("int8_static", float_outputs=True),
+        setup.calibration_nhwc,
+        cache_dir=setup.cache,
+        progress=False,
+        log=lambda _m: None,
+    )
+    assert len(records[-1]["float_nodes"]) == 2  # one output layer per output
+    final = tmp_path / "final.tflite"
+    finalize_tflite(raw, final, tiny_config())
+    audit = audit_tflite(final)
+    assert audit["float_ops"] == {"FULLY_CONNECTED": 2}, audit["float_ops"]
+    assert audit["weights"]["int8"]["bytes"] > 0
+    runner = LiteRTRunner.open(final, threads=1)
+    # the outputs are written by float layers: no 8-bit output tensors (the runner maps them by shape)
+    assert runner.io_dtypes["emotions"] == "float32" and runner.io_dtypes["sentiments"] == "float32"
+    assert all(entry["cosine"] > 0.98 for entry in _agreement(base, final).values())
+    with pytest.raises(ValueError, match="int8_static files only"):
+        TFLiteSettings("fp16", float_outputs=True)

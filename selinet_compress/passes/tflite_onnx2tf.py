@@ -46,6 +46,7 @@ PRECISIONS = ("fp32", "fp16", "int8_dynamic", "int8_static")
 IoDtype = Literal["float32", "int8", "uint8"]
 LOG_TAIL_LINES = 12
 REWRITES_VERSION = 2  # bump when the ONNX rewrites below change (part of the stage-1 cache key)
+CONVERTER_VERSION = 2  # bump when _convert_savedmodel changes (part of the stage-2 cache key)
 
 
 class ConversionError(UserError):
@@ -71,6 +72,9 @@ class TFLiteSettings:
     # int8_static: TFLite op types kept in float (e.g. SOFTMAX, BATCH_MATMUL, which XNNPACK does
     # not run in int8); DEQUANTIZE / QUANTIZE go around them.
     float_ops: tuple[str, ...] = ()
+    # int8_static: the model's output layers (the ops writing its outputs) kept in float, as the
+    # ONNX target's keep_outputs_float: 8-bit output scores tie, and ties cost AP.
+    float_outputs: bool = False
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -79,6 +83,8 @@ class TFLiteSettings:
             raise ValueError(f"io_dtype {self.io_dtype} needs a full-integer (int8_static) file")
         if self.float_ops and self.precision != "int8_static":
             raise ValueError("float_ops applies to int8_static files only")
+        if self.float_outputs and self.precision != "int8_static":
+            raise ValueError("float_outputs applies to int8_static files only")
 
 
 def default_cache_dir() -> Path:
@@ -197,7 +203,8 @@ def _run_worker(spec: dict[str, Any], log_path: Path, what: str, progress: bool)
     result_path = log_path.with_suffix(".result.json")
     spec_path.write_text(json.dumps({**spec, "result": str(result_path)}), encoding="utf-8")
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
-    command = [sys.executable, "-m", "selinet_compress.passes.tflite_onnx2tf", str(spec_path)]
+    # -P: never import a different selinet_compress from the working directory
+    command = [sys.executable, "-P", "-m", "selinet_compress.passes.tflite_onnx2tf", str(spec_path)]
     start = time.monotonic()
     with (
         open(log_path, "w", encoding="utf-8") as log,
@@ -273,24 +280,38 @@ def _convert_savedmodel(spec: dict[str, Any]) -> dict[str, Any]:
         io = {"float32": tf.float32, "int8": tf.int8, "uint8": tf.uint8}[spec["io_dtype"]]
         converter.inference_input_type = io
         converter.inference_output_type = io
-        if spec.get("float_ops"):
-            # TF's documented way to keep op types float in a calibrated file: the quantization
+        if spec.get("float_ops") or spec.get("float_outputs"):
+            # TF's documented way to keep ops float in a calibrated file: the quantization
             # debugger's denylist (float kernels must then be allowed next to the int8 ones).
             converter.target_spec.supported_ops = [
                 tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
                 tf.lite.OpsSet.TFLITE_BUILTINS,
             ]
-            options = tf.lite.experimental.QuantizationDebugOptions(denylisted_ops=list(spec["float_ops"]))
+            nodes = _output_tensor_names(spec["saved_model"]) if spec.get("float_outputs") else []
+            options = tf.lite.experimental.QuantizationDebugOptions(
+                denylisted_ops=list(spec.get("float_ops") or []) or None, denylisted_nodes=nodes or None
+            )
             debugger = tf.lite.experimental.QuantizationDebugger(
                 converter=converter, debug_dataset=representative, debug_options=options
             )
             Path(spec["out"]).write_bytes(debugger.get_nondebug_quantized_model())
             return {
-                "converter": "tf.lite.QuantizationDebugger (denylisted ops)",
+                "converter": "tf.lite.QuantizationDebugger (denylisted ops / nodes)",
+                "float_nodes": nodes,
                 "tensorflow": tf.__version__,
             }
     Path(spec["out"]).write_bytes(converter.convert())
     return {"converter": "tf.lite.TFLiteConverter", "tensorflow": tf.__version__}
+
+
+def _output_tensor_names(saved_model: str) -> list[str]:
+    """Names of the model's output tensors as the TFLite converter writes them (e.g.
+    ``PartitionedCall:0``): the debugger's denylist names nodes by their output tensor."""
+    import tensorflow as tf
+    from ai_edge_litert.interpreter import Interpreter
+
+    plain = tf.lite.TFLiteConverter.from_saved_model(saved_model).convert()
+    return [d["name"] for d in Interpreter(model_content=plain).get_output_details()]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -409,6 +430,7 @@ def savedmodel_to_tflite(
     key = sha256_json(
         {
             "stage1": stage1_key,
+            "converter": CONVERTER_VERSION,
             "settings": asdict(settings),
             "calibration": calibration_hash,
             "versions": tool_versions(),
@@ -440,6 +462,7 @@ def savedmodel_to_tflite(
             "per_channel": settings.per_channel,
             "io_dtype": settings.io_dtype,
             "float_ops": list(settings.float_ops),
+            "float_outputs": settings.float_outputs,
             "out": str(tmp / "model.tflite"),
         }
         if calibration_nhwc:

@@ -78,8 +78,12 @@ class TFLiteTarget(Target):
             from selinet_compress.passes.qat_build import check_tflite_recipe
 
             return check_tflite_recipe(recipe)
-        if recipe.keep_outputs_float:
-            return "keep_outputs_float is built on TFLite by int8_qat recipes only"
+        if recipe.keep_outputs_float and (
+            recipe.precision != "int8_static" or options.converter != "onnx2tf"
+        ):
+            return (
+                "keep_outputs_float is built on TFLite for int8_static with onnx2tf, and by int8_qat recipes"
+            )
         if recipe.keep_float_modules or recipe.keep_float_nodes:
             return "keep_float_modules / keep_float_nodes are not supported by the TFLite converters"
         if recipe.precision == "int8_static" and recipe.calibration.method != "minmax":
@@ -171,6 +175,7 @@ class TFLiteTarget(Target):
             per_channel=job.recipe.per_channel,
             io_dtype=options.io_dtype,
             float_ops=tuple(options.float_ops),
+            float_outputs=job.recipe.keep_outputs_float,
         )
         calibration = job.calibration.nhwc() if job.recipe.precision == "int8_static" else None
         _path, records = convert_onnx_to_tflite(
