@@ -112,7 +112,8 @@ def test_interrupted_qat_run_resumes(setup, tmp_path):
         out,
         first,
         init=setup.checkpoint,
-        hooks=Q.qat_hooks(options),
+        # the graph run_qat builds for this recipe (float output layers included)
+        hooks=Q.qat_hooks(options, recipe.per_channel, recipe.keep_float_modules, recipe.keep_outputs_float),
         progress=False,
         log=lambda _: None,
     )
