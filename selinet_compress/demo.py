@@ -187,7 +187,10 @@ def demo(
     plan = plan or PLANS[flavour]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    data, model, run = out / "data", out / "model.pt", out / "run"
+    # Each flavour in its own files: a quick demo then a full one in the same folder never mix
+    # data, model or run (a run folder refuses another checkpoint's cells).
+    tag = "" if flavour == "full" else f"-{flavour}"
+    data, model, run = out / f"data{tag}", out / f"model{tag}.pt", out / f"run{tag}"
     seconds: dict[str, float] = {}
     started = time.perf_counter()
 
@@ -200,7 +203,7 @@ def demo(
     timed("synth", lambda: _synth(data, plan, log))
     timed("train", lambda: _train(data, model, plan, log))
     settings = SweepSettings(bench_runs=plan.bench_runs)
-    recipes = _demo_recipes(plan, out / "recipes")
+    recipes = _demo_recipes(plan, out / f"recipes{tag}")
     log(
         f"sweep: {'every recipe' if plan.recipes is None else ', '.join(plan.recipes)} on "
         f"{'every target' if plan.targets is None else ', '.join(plan.targets)} -> {run}"
@@ -224,5 +227,5 @@ def demo(
         "results": str(results),
         "report": str(written["html"]),
     }
-    write_json_atomic(out / "demo.json", record)
+    write_json_atomic(out / f"demo{tag}.json", record)
     return record

@@ -40,13 +40,14 @@ def test_demo_end_to_end_then_rerun_reuses_everything(tmp_path):
     out, reports = tmp_path / "demo", tmp_path / "reports"
     lines: list[str] = []
     record = demo(out, plan=TINY, reports_dir=reports, progress=False, log=lines.append)
-    rows = json.loads((out / "run" / "results.json").read_text())["rows"]
+    rows = json.loads((out / "run-custom" / "results.json").read_text())["rows"]
     by_variant = {(r["variant"], r["target"]): r for r in rows}
     assert by_variant[("fp32", "torch")]["status"] == "ok"
     assert by_variant[("int8_static", "onnx")]["status"] == "ok"
     qat = by_variant[("int8_qat_demo", "onnx")]
     assert qat["status"] == "ok", qat.get("reason")
-    assert "shortened for the demo" in load_recipe(out / "recipes" / "int8_qat_demo.yaml").description
+    assert "shortened for the demo" in load_recipe(out / "recipes-custom" / "int8_qat_demo.yaml").description
+    assert (out / "model-custom.pt").is_file() and (out / "demo-custom.json").is_file()
     for name in ("report.md", "report.html", "report.csv", "report.json", "ap_vs_size.png"):
         assert (reports / name).is_file()
     assert not list(reports.glob("*.onnx")) and not list(reports.glob("*.pt"))
@@ -56,5 +57,5 @@ def test_demo_end_to_end_then_rerun_reuses_everything(tmp_path):
     demo(out, plan=TINY, progress=False, log=lines.append)
     assert any("data: reusing" in line for line in lines)
     assert any("train: reusing" in line for line in lines)
-    again = json.loads((out / "run" / "results.json").read_text())["rows"]
+    again = json.loads((out / "run-custom" / "results.json").read_text())["rows"]
     assert [r["map"] for r in again] == [r["map"] for r in rows]
