@@ -20,6 +20,10 @@ def test_target_is_registered_and_refuses_what_it_cannot_build():
     assert "litert-torch builds" in target.supports(fp16_litert)
     int8_io = with_tflite_options(load_recipe("fp32"), io_dtype="int8")
     assert "full-integer" in target.supports(int8_io)
+    float_outputs = load_recipe("int8_static_float_outputs")
+    assert target.supports(float_outputs) is None  # onnx2tf: output layers kept float
+    assert "int8_qat" in target.supports(with_tflite_options(float_outputs, converter="litert-torch"))
+    assert "quantize them again" in target.supports(with_tflite_options(float_outputs, io_dtype="int8"))
 
 
 def test_recipe_section_rejects_unknown_knobs(tmp_path):

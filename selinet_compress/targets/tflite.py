@@ -78,12 +78,11 @@ class TFLiteTarget(Target):
             from selinet_compress.passes.qat_build import check_tflite_recipe
 
             return check_tflite_recipe(recipe)
-        if recipe.keep_outputs_float and (
-            recipe.precision != "int8_static" or options.converter != "onnx2tf"
-        ):
-            return (
-                "keep_outputs_float is built on TFLite for int8_static with onnx2tf, and by int8_qat recipes"
-            )
+        onnx2tf_static = recipe.precision == "int8_static" and options.converter == "onnx2tf"
+        if recipe.keep_outputs_float and not onnx2tf_static:
+            return "keep_outputs_float is built on TFLite by int8_static with onnx2tf, and by int8_qat"
+        if recipe.keep_outputs_float and options.io_dtype != "float32":
+            return "keep_outputs_float keeps the scores float; io_dtype int8 would quantize them again"
         if recipe.keep_float_modules or recipe.keep_float_nodes:
             return "keep_float_modules / keep_float_nodes are not supported by the TFLite converters"
         if recipe.precision == "int8_static" and recipe.calibration.method != "minmax":
