@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench_common import reference_header
+from bench_common import ci, reference_header, score_against_reference
 
 GOALS = {"size_ratio": 0.28, "delta_ap_points": -0.5, "latency_ratio": 0.6}
 
@@ -94,8 +94,7 @@ def main() -> int:
     from selinet_compress.environment import environment
     from selinet_compress.errors import UserError
     from selinet_compress.evaluate import evaluate
-    from selinet_compress.io import read_sidecar, sha256_file
-    from selinet_compress.metrics import bootstrap_delta_map
+    from selinet_compress.io import sha256_file
     from selinet_compress.recipes import list_recipes, load_recipe
     from selinet_compress.targets import TARGETS
 
@@ -124,25 +123,7 @@ def main() -> int:
         )
         results = {}
         for recipe, path in models.items():
-            result = evaluate(
-                path, args.data, args.split, limit=args.limit, threads=args.threads, progress=progress
-            )
-            assert result.ids == reference.ids
-            raw = bootstrap_delta_map(
-                reference.labels, reference.scores, result.scores, n_boot=args.bootstrap
-            )
-            boosted = bootstrap_delta_map(
-                reference.labels, reference.scores_boosted, result.scores_boosted, n_boot=args.bootstrap
-            )
-            results[recipe] = {
-                "map": result.metrics["map"],
-                "map_boosted": result.metrics["map_boosted"],
-                "delta_raw": raw,
-                "delta_boosted": boosted,
-                "size_mb": path.stat().st_size / 1e6,
-                "artifact": str(path),
-                "sidecar": read_sidecar(path),
-            }
+            results[recipe] = score_against_reference(path, reference, args, progress)
         split = open_split(args.data, args.split)
         config = results["fp32"]["sidecar"]["model_config"]
         from selinet_compress.model.selinet import SeLiNetConfig
@@ -165,10 +146,6 @@ def main() -> int:
         "| ΔAP boosted (95 % CI) | ORT p50 ms | ORT min ms | latency ratio (p50) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-
-    def ci(delta) -> str:
-        d, lo, hi = (100 * v for v in delta)
-        return f"{d:+.2f} [{lo:+.2f}, {hi:+.2f}]"
 
     for recipe in recipes:
         r, t = results[recipe], timing[recipe]

@@ -17,6 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_common import ci
+
 BRANCH_GROUPS = {
     "body.features": ["body.features"],
     "body.pool+fc": ["body.pool", "body.fc"],
@@ -190,10 +192,6 @@ def main() -> int:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-
-    def ci(delta) -> str:
-        d, lo, hi = (100 * v for v in delta)
-        return f"{d:+.2f} [{lo:+.2f}, {hi:+.2f}]"
 
     print(
         f"{args.checkpoint}: val split of {args.data}, {reference.n} persons; PyTorch fp32 mAP raw "

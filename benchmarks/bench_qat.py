@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_common import reference_header
+from bench_common import ci, reference_header, score_against_reference
 from bench_onnx_recipes import latencies  # interleaved timing, shared with that benchmark
 
 GOAL_POINTS = -0.3
@@ -128,8 +128,7 @@ def main() -> int:
     from selinet_compress.environment import environment
     from selinet_compress.errors import UserError
     from selinet_compress.evaluate import evaluate
-    from selinet_compress.io import read_sidecar, sha256_file, write_json_atomic
-    from selinet_compress.metrics import bootstrap_delta_map
+    from selinet_compress.io import sha256_file, write_json_atomic
     from selinet_compress.model.selinet import SeLiNetConfig
     from selinet_compress.recipes import load_recipe
     from selinet_compress.targets import unsupported_reason
@@ -155,23 +154,8 @@ def main() -> int:
         )
         results = {}
         for (recipe, target), (path, seconds) in artifacts.items():
-            result = evaluate(
-                path, args.data, args.split, limit=args.limit, threads=args.threads, progress=progress
-            )
-            assert result.ids == reference.ids
-            results[recipe, target] = {
-                "map": result.metrics["map"],
-                "map_boosted": result.metrics["map_boosted"],
-                "delta_raw": bootstrap_delta_map(
-                    reference.labels, reference.scores, result.scores, n_boot=args.bootstrap
-                ),
-                "delta_boosted": bootstrap_delta_map(
-                    reference.labels, reference.scores_boosted, result.scores_boosted, n_boot=args.bootstrap
-                ),
-                "size_mb": path.stat().st_size / 1e6,
-                "artifact": str(path),
-                "build_seconds": seconds,
-                "sidecar": read_sidecar(path),
+            results[recipe, target] = score_against_reference(path, reference, args, progress) | {
+                "build_seconds": seconds
             }
         config = SeLiNetConfig.from_dict(results["fp32", targets[0]]["sidecar"]["model_config"])
         sample = next(iterate_batches(open_split(args.data, args.split), 1, config))
@@ -186,10 +170,6 @@ def main() -> int:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-
-    def ci(delta) -> str:
-        d, lo, hi = (100 * v for v in delta)
-        return f"{d:+.2f} [{lo:+.2f}, {hi:+.2f}]"
 
     def worse(r) -> float:
         return 100 * min(r["delta_raw"][0], r["delta_boosted"][0])

@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench_common import reference_header
+from bench_common import ci, reference_header, score_against_reference
 
 GOAL_ROWS = ("int8_static", "int8_static_float_outputs")  # rows checked against the int8_static goals
 GOALS = {"size_ratio": 0.28, "delta_ap_points": -0.7, "latency_ratio": 0.9, "fp16_delta_ap_points": 0.1}
@@ -127,8 +127,7 @@ def main() -> int:
     from selinet_compress.environment import environment
     from selinet_compress.errors import UserError
     from selinet_compress.evaluate import evaluate
-    from selinet_compress.io import read_sidecar, sha256_file
-    from selinet_compress.metrics import bootstrap_delta_map
+    from selinet_compress.io import sha256_file
     from selinet_compress.model.selinet import SeLiNetConfig
 
     wanted = set(args.variants.split(",")) if args.variants else None
@@ -143,23 +142,7 @@ def main() -> int:
         )
         results = {}
         for name, path in models.items():
-            result = evaluate(
-                path, args.data, args.split, limit=args.limit, threads=args.threads, progress=progress
-            )
-            assert result.ids == reference.ids
-            results[name] = {
-                "map": result.metrics["map"],
-                "map_boosted": result.metrics["map_boosted"],
-                "delta_raw": bootstrap_delta_map(
-                    reference.labels, reference.scores, result.scores, n_boot=args.bootstrap
-                ),
-                "delta_boosted": bootstrap_delta_map(
-                    reference.labels, reference.scores_boosted, result.scores_boosted, n_boot=args.bootstrap
-                ),
-                "size_mb": path.stat().st_size / 1e6,
-                "artifact": str(path),
-                "sidecar": read_sidecar(path),
-            }
+            results[name] = score_against_reference(path, reference, args, progress)
         config = SeLiNetConfig.from_dict(results["fp32"]["sidecar"]["model_config"])
         sample = next(iterate_batches(open_split(args.data, args.split), 1, config))
         timing = latencies(models, sample, args.threads, args.rounds, args.runs)
@@ -187,10 +170,6 @@ def main() -> int:
         "| ΔAP raw (95 % CI) | ΔAP boosted (95 % CI) | LiteRT p50 ms | latency ratio | XNNPACK partitions |",
         "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-
-    def ci(delta) -> str:
-        d, lo, hi = (100 * v for v in delta)
-        return f"{d:+.2f} [{lo:+.2f}, {hi:+.2f}]"
 
     for name, _recipe, changes, _fields in variants:
         converter = changes.get("converter", "onnx2tf")
